@@ -1,0 +1,117 @@
+"""Playing whole episodes with a policy, many environments at a time."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from rlvlm.evaluation.policies import Policy, Turn
+from rlvlm.games import make
+from rlvlm.games.wrappers import TextActions
+
+#: Evaluation episodes take their seeds from here on and training takes seeds below it,
+#: so a held-out deal is never trained on.
+EVAL_SEED_BASE = 1 << 32
+_SEEDS_PER_EVAL_SEED = 1 << 20
+
+
+@dataclass(frozen=True)
+class Episode:
+    seed: int
+    episode_return: float
+    length: int
+    format_errors: int
+    invalid_actions: int
+    task_type: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.episode_return > 0
+
+
+def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
+    """The reset seeds of the held-out episodes: the same deals for every policy.
+
+    >>> eval_seeds(2, seed=1)[0] - eval_seeds(2, seed=0)[0]
+    1048576
+    """
+    if not 0 < episodes <= _SEEDS_PER_EVAL_SEED:
+        raise ValueError(f"episodes must be in 1..{_SEEDS_PER_EVAL_SEED}, got {episodes}")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more, got {seed}")
+    start = EVAL_SEED_BASE + seed * _SEEDS_PER_EVAL_SEED
+    return list(range(start, start + episodes))
+
+
+@dataclass
+class _Running:
+    env: TextActions
+    index: int
+    seed: int
+    observation: Any
+    info: dict[str, Any]
+    episode_return: float = 0.0
+    length: int = 0
+    invalid_actions: int = 0
+
+
+def run_episodes(
+    game: str,
+    policy: Policy,
+    episodes: int,
+    seed: int = 0,
+    *,
+    batch_size: int = 16,
+    on_invalid: Literal["random", "noop"] = "random",
+    cot: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[Episode]:
+    """Play ``episodes`` held-out episodes, asking the policy for a batch of replies per step.
+
+    Results come back in seed order, whatever order the episodes finished in.
+    """
+    queue = deque(enumerate(eval_seeds(episodes, seed)))
+    results: list[Episode | None] = [None] * episodes
+    running: list[_Running] = []
+
+    def start(env: TextActions) -> None:
+        index, episode_seed = queue.popleft()
+        observation, info = env.reset(seed=episode_seed)
+        running.append(_Running(env, index, episode_seed, observation, info))
+
+    for _ in range(min(batch_size, episodes)):
+        start(TextActions(make(game, **(env_kwargs or {})), on_invalid, cot=cot))
+
+    with tqdm(
+        total=episodes, desc=f"{game} {policy.name}", disable=not progress, unit="episode"
+    ) as bar:
+        while running:
+            batch, running = running, []
+            turns = [
+                Turn(r.observation, r.info["prompt"], r.env.game.task, r.env.game.view())
+                for r in batch
+            ]
+            for r, reply in zip(batch, policy.replies(turns), strict=True):
+                r.observation, reward, terminated, truncated, r.info = r.env.step(reply)
+                r.episode_return += float(reward)
+                r.length += 1
+                r.invalid_actions += bool(r.info["invalid_action"])
+                if not (terminated or truncated):
+                    running.append(r)
+                    continue
+                results[r.index] = Episode(
+                    r.seed,
+                    r.episode_return,
+                    r.length,
+                    r.info["format_errors"],
+                    r.invalid_actions,
+                    r.info.get("task_type"),
+                )
+                bar.update()
+                if queue:
+                    start(r.env)
+    return [episode for episode in results if episode is not None]

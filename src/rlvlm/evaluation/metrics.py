@@ -1,0 +1,61 @@
+"""Summary figures of a set of episodes, in the paper's terms."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from rlvlm.evaluation.episodes import Episode
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95 % by default).
+
+    >>> [round(x, 4) for x in wilson_interval(8, 10)]
+    [0.4902, 0.9433]
+    >>> wilson_interval(0, 0)
+    (0.0, 1.0)
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    scale = 1 + z * z / trials
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
+def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:
+    returns = np.array([e.episode_return for e in episodes], dtype=float)
+    steps = sum(e.length for e in episodes)
+    wins = int((returns > 0).sum())
+    return {
+        "episodes": len(episodes),
+        "success_rate": wins / len(episodes),
+        "success_ci95": list(wilson_interval(wins, len(episodes))),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "mean_length": steps / len(episodes),
+        "format_error_rate": sum(e.format_errors for e in episodes) / max(steps, 1),
+        "invalid_action_rate": sum(e.invalid_actions for e in episodes) / max(steps, 1),
+    }
+
+
+def summarize(episodes: Sequence[Episode], game: str, policy: str) -> dict[str, Any]:
+    """The evaluation result: success is an episode return above 0, as in the paper.
+
+    Error rates are per step. ``per_task`` holds the same figures per task type for games
+    that have task types, and is empty otherwise.
+    """
+    if not episodes:
+        raise ValueError("no episodes to summarise")
+    by_task: dict[str, list[Episode]] = defaultdict(list)
+    for episode in episodes:
+        if episode.task_type is not None:
+            by_task[episode.task_type].append(episode)
+    per_task = {task: _figures(group) for task, group in sorted(by_task.items())}
+    return {"game": game, "policy": policy, **_figures(episodes), "per_task": per_task}

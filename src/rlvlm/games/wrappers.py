@@ -1,0 +1,81 @@
+"""Playing a game by text: the agent's reply is the action."""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rlvlm.games.base import CardGameEnv
+
+
+class TextActions(gym.Wrapper):
+    """Take a model's reply as the action, parse it with the game's task, and step.
+
+    A reply that names no action (a *format error*) is handled by ``on_invalid``:
+
+    - ``"random"``: a uniformly random legal action is taken, as in Zhai et al. (2024);
+    - ``"noop"``: the state stays as it is and the reward is ``-penalty``.
+
+    Either way ``info`` says ``format_error`` (this step), ``format_errors`` (this episode),
+    ``parse_reason`` and ``action`` (the action taken, None for a no-op). Every ``info``
+    also carries ``prompt``, the text to show the agent beside the image. An episode lasts
+    at most the game's ``max_steps`` steps, no-ops included.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        on_invalid: Literal["random", "noop"] = "random",
+        penalty: float = 1.0,
+        cot: bool = True,
+    ):
+        super().__init__(env)
+        if on_invalid not in ("random", "noop"):
+            raise ValueError(f"on_invalid must be 'random' or 'noop', got {on_invalid!r}")
+        game = env.unwrapped
+        if not isinstance(game, CardGameEnv):
+            raise TypeError(f"TextActions needs an rlvlm game, got {type(game).__name__}")
+        self.game = game
+        self.on_invalid, self.penalty, self.cot = on_invalid, float(penalty), cot
+        self.action_space = spaces.Text(max_length=1 << 20, charset=string.printable)
+        self._fallback_rng = np.random.default_rng()
+        self._last: tuple[np.ndarray, dict[str, Any]] | None = None
+        self.steps = self.format_errors = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        observation, info = self.env.reset(seed=seed, options=options)
+        if seed is not None:  # the fallback actions replay with the episode
+            self._fallback_rng = np.random.default_rng(seed)
+        self.steps = self.format_errors = 0
+        self._last = observation, info
+        return observation, self._annotate(info)
+
+    def step(self, reply: str):
+        if self._last is None:
+            raise RuntimeError("call reset() before step()")
+        parsed = self.game.task.parse(reply)
+        action = parsed.action
+        if action is None and self.on_invalid == "random":
+            action = int(self._fallback_rng.choice(self.game.legal_actions()))
+        if action is None:
+            observation, info = self._last
+            reward, terminated, truncated = -self.penalty, False, False
+            info = {**info, "invalid_action": False}
+        else:
+            observation, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self.format_errors += not parsed.valid
+        truncated = truncated or (not terminated and self.steps >= self.game.max_steps)
+        self._last = observation, info
+        info = self._annotate(
+            info, action=action, format_error=not parsed.valid, parse_reason=parsed.reason
+        )
+        return observation, reward, terminated, truncated, info
+
+    def _annotate(self, info: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        prompt = self.game.task.prompt(self.game.view(), cot=self.cot)
+        return {**info, **extra, "format_errors": self.format_errors, "prompt": prompt}
