@@ -1,0 +1,3 @@
+from rlvlm.cli import main
+
+raise SystemExit(main())

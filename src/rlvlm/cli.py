@@ -1,0 +1,180 @@
+"""The ``rlvlm`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from PIL import Image
+
+from rlvlm.games import GAMES
+
+EPILOG = "Bad input ends with one error line and exit code 2."
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer of 0 or more, got {text!r}")
+    return int(text)
+
+
+def _image_size(text: str) -> int:
+    value = _positive(text)
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"expected an image size of at least 32, got {value}")
+    return value
+
+
+def cmd_games(args: argparse.Namespace) -> int:
+    for game in GAMES.values():
+        env = game.make(image_size=args.image_size)
+        needs = f"  (needs rlvlm[{game.extra}])" if game.extra else ""
+        print(
+            f"{game.name:<12}{game.env_id:<22}{env.action_space.n:>3} actions  "
+            f"{game.summary}{needs}"
+        )
+        if args.render:
+            path = Path(args.render) / f"{game.name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_sample_picture(env)).save(path)
+        env.close()
+    if args.render:
+        print(f"pictures written to {args.render}/")
+    return 0
+
+
+def _sample_picture(env):
+    """A picture from early in a seeded episode, after one move of the expert."""
+    observation, _ = env.reset(seed=0)
+    game = env.unwrapped
+    after, _, terminated, truncated, _ = env.step(game.task.oracle_action(game.view()))
+    return observation if terminated or truncated else after
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlvlm.evaluation import load_policy, run_episodes, summarize
+    from rlvlm.io import write_json
+
+    try:
+        policy = load_policy(args.policy, seed=args.seed)
+    except ValueError as error:
+        raise _UsageError(f"argument --policy: {error}") from None
+    if args.out and Path(args.out).is_dir():
+        raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
+    episodes = run_episodes(
+        args.game,
+        policy,
+        args.episodes,
+        args.seed,
+        batch_size=args.batch_size,
+        on_invalid=args.on_invalid,
+        cot=not args.no_cot,
+        env_kwargs={"image_size": args.image_size},
+        progress=sys.stderr.isatty(),
+    )
+    result = summarize(episodes, args.game, policy.name)
+    _print_result(result)
+    if args.out:
+        try:
+            print(f"result written to {write_json(args.out, result)}")
+        except OSError as error:
+            raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
+    return 0
+
+
+def _print_result(result: dict) -> None:
+    """A header line and a row; fixed widths, so rows of several runs line up."""
+    low, high = result["success_ci95"]
+    columns = [
+        ("game", 11, result["game"]),
+        ("policy", 8, result["policy"]),
+        ("episodes", 9, str(result["episodes"])),
+        ("success", 8, f"{result['success_rate']:.1%}"),
+        ("95% CI", 17, f"[{low:.1%}, {high:.1%}]"),
+        ("return", 14, f"{result['mean_return']:.2f} ± {result['std_return']:.2f}"),
+        ("length", 7, f"{result['mean_length']:.2f}"),
+        ("format errors", 14, f"{result['format_error_rate']:.1%}"),
+        ("invalid actions", 15, f"{result['invalid_action_rate']:.1%}"),
+    ]
+    for row in (0, 2):
+        print(" ".join(column[row].ljust(column[1]) for column in columns).rstrip())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rlvlm.bench import bench_envs
+
+    bench_envs(seconds=args.seconds)
+    return 0
+
+
+class _UsageError(Exception):
+    """A mistake in the command line found after parsing."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlvlm", description=__doc__.strip(), epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    games = commands.add_parser("games", help="list the games")
+    games.add_argument("--render", metavar="DIR", help="also write a picture of each game")
+    games.add_argument("--image-size", type=_image_size, default=300)
+    games.set_defaults(run=cmd_games)
+
+    evaluate = commands.add_parser("eval", help="play held-out episodes with a policy")
+    evaluate.add_argument("--game", required=True, choices=list(GAMES))
+    evaluate.add_argument("--policy", required=True, help="oracle or random")
+    evaluate.add_argument("--episodes", type=_positive, default=200)
+    evaluate.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=0,
+        help="which held-out set of deals (the same for every policy)",
+    )
+    evaluate.add_argument("--out", metavar="FILE", help="write the result as JSON")
+    evaluate.add_argument(
+        "--batch-size", type=_positive, default=16, help="episodes played side by side"
+    )
+    evaluate.add_argument(
+        "--on-invalid",
+        choices=["random", "noop"],
+        default="random",
+        help="what an unparsable reply does",
+    )
+    evaluate.add_argument("--no-cot", action="store_true", help="prompt for the action only")
+    evaluate.add_argument("--image-size", type=_image_size, default=300)
+    evaluate.set_defaults(run=cmd_eval)
+
+    bench = commands.add_parser("bench", help="throughput figures beside a baseline")
+    bench.add_argument("what", choices=["envs"])
+    bench.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except _UsageError as error:
+        print(f"rlvlm {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
