@@ -101,7 +101,8 @@ class PointsTask(Task):
         return labels
 
     def prompt(self, view: PointsView, cot: bool = True) -> str:
-        ops = " ".join(f"'{name}'" for name in self.action_names[len(NUMBERS) : self.equals])
+        operators = self.action_names[len(NUMBERS) : self.equals]
+        ops = ", ".join(f"'{name}'" for name in operators)
         intro = (
             f"You are playing a game called {self.title}. The image shows {self.num_cards} playing "
             f"cards. Build a formula that equals {self.target}, using the value of each card "
@@ -122,7 +123,7 @@ class PointsTask(Task):
             if cot
             else []
         )
-        choices = '"1" to "10", ' + ops.replace("'", '"') + ' or "="'
+        choices = '"1" to "10", ' + ", ".join(f'"{name}"' for name in operators) + ' or "="'
         return intro + reply_format([*fields, ("action", choices)])
 
     def legal_actions(self, view: PointsView) -> tuple[int, ...]:
