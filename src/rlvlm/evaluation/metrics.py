@@ -26,7 +26,10 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     centre = p + z * z / (2 * trials)
     spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     scale = 1 + z * z / trials
-    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+    # Exact ends: rounding must not put a rate of 0 or 1 outside its own interval.
+    low = 0.0 if successes == 0 else max(0.0, (centre - spread) / scale)
+    high = 1.0 if successes == trials else min(1.0, (centre + spread) / scale)
+    return low, high
 
 
 def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:

@@ -142,9 +142,10 @@ class CardGameEnv(gym.Env[np.ndarray, np.int64], ABC):
         return self.task.legal_actions(self.view())
 
     def render(self) -> np.ndarray | None:
-        return self._observation() if self.render_mode == "rgb_array" else None
+        return self.observe() if self.render_mode == "rgb_array" else None
 
-    def _observation(self) -> np.ndarray:
+    def observe(self) -> np.ndarray:
+        """The current picture, as a fresh array."""
         return frame(self.task, self.view(), self.image_size).copy()
 
     def _info(self, **extra: Any) -> dict[str, Any]:

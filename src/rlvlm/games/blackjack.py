@@ -169,7 +169,7 @@ class BlackjackEnv(CardGameEnv):
         else:
             self.dealer = [random_card(self.np_random) for _ in range(2)]
             self.player = [random_card(self.np_random) for _ in range(2)]
-        return self._observation(), self._info()
+        return self.observe(), self._info()
 
     def step(self, action: int):
         if not self.action_space.contains(action):
@@ -179,7 +179,7 @@ class BlackjackEnv(CardGameEnv):
             self.player.append(random_card(self.np_random))
             bust = hand_total(self.player)[0] > 21
             return (
-                self._observation(),
+                self.observe(),
                 -1.0 if bust else 0.0,
                 bust,
                 False,
@@ -191,7 +191,7 @@ class BlackjackEnv(CardGameEnv):
         reward = float(np.sign(player - dealer))
         if self.natural and reward == 1.0 and len(self.player) == 2 and player == 21:
             reward = 1.5
-        return self._observation(), reward, True, False, self._info(invalid_action=False)
+        return self.observe(), reward, True, False, self._info(invalid_action=False)
 
 
 def _score(cards: list[Card]) -> int:

@@ -134,7 +134,7 @@ class NumberLineEnv(CardGameEnv):
             if self.target == self.current:
                 self.target = (self.target + 1) % top
         self.steps = 0
-        return self._observation(), self._info()
+        return self.observe(), self._info()
 
     def step(self, action: int):
         if not self.action_space.contains(action):
@@ -148,7 +148,7 @@ class NumberLineEnv(CardGameEnv):
         closer = abs(self.current - self.target) < before
         reward = 1.0 if terminated else 0.0 if closer else -1.0
         truncated = not terminated and self.steps >= self.max_steps
-        return self._observation(), reward, terminated, truncated, self._info(invalid_action=False)
+        return self.observe(), reward, terminated, truncated, self._info(invalid_action=False)
 
 
 def _pinned_start(options: dict[str, Any], top: int) -> tuple[int, int]:

@@ -186,20 +186,20 @@ class PointsEnv(CardGameEnv):
         else:
             self.cards = self.deal()
         self.formula = []
-        return self._observation(), self._info()
+        return self.observe(), self._info()
 
     def step(self, action: int):
         if not self.action_space.contains(action):
             raise ValueError(f"action must be in 0..{self.action_space.n - 1}, got {action!r}")
         action = int(action)  # numpy integers would leak into formulas and infos
         if len(self.formula) > self.task.formula_limit:
-            return self._observation(), -1.0, False, True, self._info(invalid_action=False)
+            return self.observe(), -1.0, False, True, self._info(invalid_action=False)
         view = self.view()
         token = self.task.token(action)
         if token is None:
             reward = 10.0 if self.task.is_win(view.formula, self.cards) else -1.0
-            return self._observation(), reward, True, False, self._info(invalid_action=False)
+            return self.observe(), reward, True, False, self._info(invalid_action=False)
         invalid = isinstance(token, int) and token not in self.task.unused_values(view)
         self.formula.append(None if invalid else token)
         reward = -1.0 if invalid else 0.0
-        return self._observation(), reward, False, False, self._info(invalid_action=invalid)
+        return self.observe(), reward, False, False, self._info(invalid_action=invalid)

@@ -43,34 +43,38 @@ class TextActions(gym.Wrapper):
         self.on_invalid, self.penalty, self.cot = on_invalid, float(penalty), cot
         self.action_space = spaces.Text(max_length=1 << 20, charset=string.printable)
         self._fallback_rng = np.random.default_rng()
-        self._last: tuple[np.ndarray, dict[str, Any]] | None = None
+        self._last_info: dict[str, Any] | None = None
         self.steps = self.format_errors = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         observation, info = self.env.reset(seed=seed, options=options)
-        if seed is not None:  # the fallback actions replay with the episode
-            self._fallback_rng = np.random.default_rng(seed)
+        if seed is not None:  # replay with the episode, on a stream of its own: the env's
+            self._fallback_rng = np.random.default_rng([seed, 1])  # is default_rng(seed)
         self.steps = self.format_errors = 0
-        self._last = observation, info
+        self._last_info = info
         return observation, self._annotate(info)
 
     def step(self, reply: str):
-        if self._last is None:
+        if self._last_info is None:
             raise RuntimeError("call reset() before step()")
         parsed = self.game.task.parse(reply)
         action = parsed.action
         if action is None and self.on_invalid == "random":
             action = int(self._fallback_rng.choice(self.game.legal_actions()))
         if action is None:
-            observation, info = self._last
-            reward, terminated, truncated = -self.penalty, False, False
-            info = {**info, "invalid_action": False}
+            observation, reward, terminated, truncated = (
+                self.game.observe(),
+                -self.penalty,
+                False,
+                False,
+            )
+            info = {**self._last_info, "invalid_action": False}
         else:
             observation, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
         self.format_errors += not parsed.valid
         truncated = truncated or (not terminated and self.steps >= self.game.max_steps)
-        self._last = observation, info
+        self._last_info = info
         info = self._annotate(
             info, action=action, format_error=not parsed.valid, parse_reason=parsed.reason
         )

@@ -1,0 +1,81 @@
+"""The rlvlm command: its output, its files and its errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rlvlm import GAMES
+from rlvlm.cli import main
+
+RESULT_KEYS = {
+    "game", "policy", "episodes", "success_rate", "success_ci95", "mean_return", "std_return",
+    "mean_length", "format_error_rate", "invalid_action_rate", "per_task",
+}  # fmt: skip
+
+
+def test_games_lists_and_renders_every_game(tmp_path, capsys):
+    assert main(["games", "--render", str(tmp_path), "--image-size", "64"]) == 0
+    out = capsys.readouterr().out
+    for game in GAMES.values():
+        assert game.name in out and game.env_id in out
+        picture = np.asarray(Image.open(tmp_path / f"{game.name}.png"))
+        assert picture.shape == (64, 64, 3) and picture.std() > 10
+
+
+def test_eval_writes_the_result_json(tmp_path, capsys):
+    out_file = tmp_path / "sub" / "result.json"
+    args = ["eval", "--game", "ezpoints", "--policy", "oracle", "--episodes", "20"]
+    assert main([*args, "--out", str(out_file)]) == 0
+    result = json.loads(out_file.read_text())
+    assert set(result) >= RESULT_KEYS
+    assert result["success_rate"] == 1.0 and result["episodes"] == 20
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["game", "policy", "episodes"]
+    assert table[1].split()[:4] == ["ezpoints", "oracle", "20", "100.0%"]
+    assert not list(tmp_path.glob("sub/.*.tmp")), "the atomic write left a temporary file"
+
+
+def test_eval_same_seed_same_result_other_seed_other_deals(tmp_path):
+    def run(seed: int, name: str) -> dict:
+        path = tmp_path / name
+        args = ["eval", "--game", "blackjack", "--policy", "random", "--episodes", "60"]
+        main([*args, "--seed", str(seed), "--out", str(path)])
+        return json.loads(path.read_text())
+
+    assert run(3, "a.json") == run(3, "b.json")
+    assert run(3, "a.json") != run(4, "c.json")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--game", "chess", "--policy", "oracle"], "invalid choice: 'chess'"),
+        (["eval", "--game", "numberline", "--policy", "genius"], "choose from oracle, random"),
+        (["eval", "--game", "numberline", "--policy", "oracle", "--episodes", "0"], "positive"),
+        (["eval", "--game", "numberline", "--policy", "oracle", "--seed", "-1"], "0 or more"),
+        (["eval", "--game", "numberline", "--policy", "oracle", "--out", "."], "is a directory"),
+        (["games", "--image-size", "8"], "at least 32"),
+        (["bench", "gpus"], "invalid choice: 'gpus'"),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(argv, message):
+    done = subprocess.run([sys.executable, "-m", "rlvlm", *argv], capture_output=True, text=True)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bench_envs_prints_each_game_beside_its_baseline(capsys):
+    from rlvlm.bench import bench_envs
+
+    rows = bench_envs(seconds=0.05)
+    assert [row["game"] for row in rows] == list(GAMES)
+    assert all(row["steps_per_s"] > 0 and row["uncached_steps_per_s"] > 0 for row in rows)
+    out = capsys.readouterr().out
+    assert "uncached" in out and all(name in out for name in GAMES)

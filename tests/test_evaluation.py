@@ -1,0 +1,254 @@
+"""Tests for evaluation: Wilson intervals, summaries, held-out seeds, episode runs and policies."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import rlvlm
+from rlvlm.evaluation import (
+    Episode,
+    OraclePolicy,
+    RandomPolicy,
+    eval_seeds,
+    load_policy,
+    run_episodes,
+    summarize,
+    wilson_interval,
+)
+from rlvlm.evaluation.episodes import EVAL_SEED_BASE
+
+GAME_NAMES = list(rlvlm.GAMES)
+SMALL = {"image_size": 64}
+Z95 = 1.959964
+
+# ----------------------------------------------------------------------------- Wilson
+
+
+def wilson_by_hand(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson bounds in counts form: (k + z²/2 ± z √(k(n-k)/n + z²/4)) / (n + z²)."""
+    centre = k + z * z / 2
+    spread = z * math.sqrt(k * (n - k) / n + z * z / 4)
+    return (centre - spread) / (n + z * z), (centre + spread) / (n + z * z)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "known"),
+    [
+        (0, 10, (0.0, 0.2775)),
+        (10, 10, (0.7225, 1.0)),
+        (5, 10, (0.2366, 0.7634)),
+        (8, 10, (0.4902, 0.9433)),
+        (81, 100, (0.7222, 0.8749)),
+        (0, 1, (0.0, 0.7935)),
+    ],
+)
+def test_wilson_interval_known_values(k, n, known):
+    low, high = wilson_interval(k, n)
+    assert (low, high) == pytest.approx(wilson_by_hand(k, n), abs=1e-4)
+    assert (low, high) == pytest.approx(known, abs=1e-4)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+
+
+@pytest.mark.parametrize(("k", "n"), [(10, 10), (0, 69)])
+def test_wilson_interval_contains_a_perfect_or_null_rate(k, n):
+    low, high = wilson_interval(k, n)
+    assert low <= k / n <= high
+
+
+def test_wilson_interval_edges_and_symmetry():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    for n in (1, 7, 50):
+        for k in range(n + 1):
+            low, high = wilson_interval(k, n)
+            mirror_low, mirror_high = wilson_interval(n - k, n)
+            assert low == pytest.approx(1 - mirror_high, abs=1e-12)
+            assert high == pytest.approx(1 - mirror_low, abs=1e-12)
+    # more trials at the same rate give a narrower interval
+    widths = [np.subtract(*wilson_interval(n // 2, n)[::-1]) for n in (10, 100, 1000)]
+    assert widths[0] > widths[1] > widths[2]
+    # a wider z gives a wider interval
+    assert wilson_interval(5, 10, z=2.576)[0] < wilson_interval(5, 10)[0]
+
+
+# ----------------------------------------------------------------------------- summarize
+
+EPISODES = [
+    Episode(seed=0, episode_return=1.0, length=3, format_errors=1, invalid_actions=0),
+    Episode(seed=1, episode_return=0.0, length=10, format_errors=0, invalid_actions=2),
+    Episode(seed=2, episode_return=-1.0, length=5, format_errors=2, invalid_actions=1),
+    Episode(seed=3, episode_return=10.0, length=2, format_errors=0, invalid_actions=0),
+]
+
+RESULT_KEYS = {
+    "game",
+    "policy",
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "mean_return",
+    "std_return",
+    "mean_length",
+    "format_error_rate",
+    "invalid_action_rate",
+    "per_task",
+}
+
+
+@pytest.mark.parametrize(
+    ("episode_return", "success"), [(10.0, True), (0.5, True), (0.0, False), (-1.0, False)]
+)
+def test_episode_success_is_a_positive_return(episode_return, success):
+    assert Episode(0, episode_return, 1, 0, 0).success is success
+
+
+def test_summarize_hand_made_episodes():
+    result = summarize(EPISODES, "numberline", "oracle")
+    assert set(result) >= RESULT_KEYS
+    assert (result["game"], result["policy"], result["episodes"]) == ("numberline", "oracle", 4)
+    assert result["success_rate"] == 0.5  # the 0-return episode is a failure
+    assert result["success_ci95"] == pytest.approx(list(wilson_interval(2, 4)))
+    assert result["mean_return"] == pytest.approx(2.5)
+    assert result["std_return"] == pytest.approx(np.std([1.0, 0.0, -1.0, 10.0]))
+    assert result["mean_length"] == pytest.approx(5.0)
+    assert result["format_error_rate"] == pytest.approx(3 / 20)  # per step, not per episode
+    assert result["invalid_action_rate"] == pytest.approx(3 / 20)
+    assert result["per_task"] == {}
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_summarize_all_failures():
+    episodes = [Episode(i, 0.0, 4, 4, 0) for i in range(3)]
+    result = summarize(episodes, "blackjack", "random")
+    assert result["success_rate"] == 0.0
+    assert result["success_ci95"][0] == 0.0
+    assert result["format_error_rate"] == 1.0
+
+
+def test_summarize_groups_by_task_type():
+    episodes = [
+        Episode(0, 60.0, 10, 0, 0, task_type="pick"),
+        Episode(1, -3.0, 50, 1, 3, task_type="pick"),
+        Episode(2, 55.0, 20, 0, 1, task_type="clean"),
+        Episode(3, 0.0, 5, 0, 0),  # no task type: counted overall only
+    ]
+    result = summarize(episodes, "alfworld", "oracle")
+    assert list(result["per_task"]) == ["clean", "pick"]
+    pick, clean = result["per_task"]["pick"], result["per_task"]["clean"]
+    assert (pick["episodes"], pick["success_rate"]) == (2, 0.5)
+    assert pick["mean_length"] == 30.0
+    assert pick["invalid_action_rate"] == pytest.approx(3 / 60)
+    assert (clean["episodes"], clean["success_rate"]) == (1, 1.0)
+    assert result["episodes"] == 4 and result["success_rate"] == 0.5
+    assert RESULT_KEYS - {"game", "policy", "per_task"} <= set(pick)
+
+
+def test_summarize_refuses_no_episodes():
+    with pytest.raises(ValueError, match="no episodes"):
+        summarize([], "numberline", "oracle")
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def test_eval_seeds_are_held_out_and_disjoint():
+    runs = [eval_seeds(1000, seed) for seed in range(4)]
+    for seeds in runs:
+        assert len(seeds) == len(set(seeds)) == 1000
+        assert min(seeds) >= EVAL_SEED_BASE  # training seeds stay below
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not set(runs[a]) & set(runs[b])
+    assert eval_seeds(5, 2)[:3] == eval_seeds(3, 2)  # more episodes extend the same deals
+
+
+@pytest.mark.parametrize(
+    ("episodes", "seed", "match"),
+    [(0, 0, "episodes"), (-1, 0, "episodes"), (2**20 + 1, 0, "episodes"), (5, -1, "seed")],
+)
+def test_eval_seeds_refuses_bad_arguments(episodes, seed, match):
+    with pytest.raises(ValueError, match=match):
+        eval_seeds(episodes, seed)
+
+
+# ----------------------------------------------------------------------------- run_episodes
+
+
+@pytest.mark.parametrize("name", GAME_NAMES)
+def test_run_episodes_is_in_seed_order_and_independent_of_batch_size(name):
+    runs = {
+        batch: run_episodes(name, OraclePolicy(), 15, seed=3, batch_size=batch, env_kwargs=SMALL)
+        for batch in (1, 7, 16)
+    }
+    for episodes in runs.values():
+        assert [episode.seed for episode in episodes] == eval_seeds(15, seed=3)
+    assert runs[1] == runs[7] == runs[16]
+
+
+def test_run_episodes_numberline_oracle_takes_the_shortest_path():
+    episodes = run_episodes("numberline", OraclePolicy(), 20, batch_size=6, env_kwargs=SMALL)
+    env = rlvlm.make("numberline", **SMALL)
+    for episode in episodes:
+        env.reset(seed=episode.seed)
+        distance = abs(env.unwrapped.target - env.unwrapped.current)
+        assert episode.length == distance
+        assert episode.episode_return == 1.0
+        assert (episode.format_errors, episode.invalid_actions) == (0, 0)
+
+
+class GarblePolicy:
+    """Replies with nothing a parser can read."""
+
+    name = "garble"
+
+    def replies(self, turns):
+        return ["I would rather not say."] * len(turns)
+
+
+@pytest.mark.parametrize("name", GAME_NAMES)
+def test_run_episodes_counts_format_errors_in_noop_mode(name):
+    episodes = run_episodes(
+        name, GarblePolicy(), 5, on_invalid="noop", batch_size=3, env_kwargs=SMALL
+    )
+    max_steps = rlvlm.make(name, **SMALL).unwrapped.max_steps
+    for episode in episodes:
+        assert episode.length == max_steps
+        assert episode.format_errors == max_steps
+        assert episode.episode_return == -max_steps
+        assert episode.invalid_actions == 0
+    assert summarize(episodes, name, "garble")["format_error_rate"] == 1.0
+
+
+@pytest.mark.parametrize("name", GAME_NAMES)
+def test_run_episodes_counts_format_errors_in_random_mode(name):
+    episodes = run_episodes(name, GarblePolicy(), 8, batch_size=4, env_kwargs=SMALL)
+    for episode in episodes:
+        assert episode.format_errors == episode.length >= 1
+        assert episode.invalid_actions == 0  # the fallback only takes legal actions
+
+
+def test_run_episodes_counts_invalid_actions():
+    episodes = run_episodes("points24", RandomPolicy(0), 30, env_kwargs=SMALL)
+    assert sum(episode.invalid_actions for episode in episodes) > 0
+    assert all(episode.format_errors == 0 for episode in episodes)
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def test_load_policy():
+    assert isinstance(load_policy("oracle"), OraclePolicy)
+    assert isinstance(load_policy("random", seed=3), RandomPolicy)
+    with pytest.raises(ValueError, match=r"'nope'.*oracle.*random"):
+        load_policy("nope")
+
+
+def test_random_policy_is_seeded():
+    def play(seed: int) -> list[Episode]:
+        return run_episodes("blackjack", RandomPolicy(seed), 30, batch_size=5, env_kwargs=SMALL)
+
+    assert play(1) == play(1)
+    assert play(1) != play(2)
