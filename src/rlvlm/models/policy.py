@@ -1,0 +1,302 @@
+"""A VLM as an actor-critic: batched generation, and batched scoring of the replies.
+
+Scoring lays out each sequence exactly as generation did (left-padded prompt, then the reply)
+and runs one forward pass for the whole batch, so the log-probs kept at rollout time are what
+the training pass computes at the same weights: the first PPO ratio is 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from contextlib import nullcontext
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModelForImageTextToText, BatchFeature, PreTrainedModel, ProcessorMixin
+
+from rlvlm.io import write_json
+from rlvlm.models.families import Family, family_of
+from rlvlm.models.presets import PRESETS, build_preset
+from rlvlm.models.spans import action_start
+from rlvlm.models.value_head import ValueHead
+
+CHECKPOINT_FORMAT = 1
+RLVLM_FILE = "rlvlm.json"
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+class Generation(NamedTuple):
+    reply_ids: list[list[int]]  # each ends with the end-of-sequence token if the model stopped
+    texts: list[str]
+
+
+class Scores(NamedTuple):
+    """Per-token log-probs of a batch of replies, their masks, and the critic's values."""
+
+    values: torch.Tensor  # (B,) float32
+    token_logprobs: torch.Tensor  # (B, R) float32, 0 at padding
+    reply_mask: torch.Tensor  # (B, R) bool: real reply tokens
+    action_mask: torch.Tensor  # (B, R) bool: tokens from the last "action" key on
+    has_action: torch.Tensor  # (B,) bool: False is a format error
+
+    @property
+    def thought_logprob(self) -> torch.Tensor:
+        return (self.token_logprobs * (self.reply_mask & ~self.action_mask)).sum(-1)
+
+    @property
+    def action_logprob(self) -> torch.Tensor:
+        return (self.token_logprobs * self.action_mask).sum(-1)
+
+    def logprob(self, thought_coef: float) -> torch.Tensor:
+        """``lambda * log p(thought) + log p(action)``, the policy's log-prob of each reply.
+
+        A reply without an action key has only thought tokens, so its log-prob is
+        ``lambda * log p(reply)``: real, never a made-up constant, and flagged by
+        ``has_action``.
+        """
+        return thought_coef * self.thought_logprob + self.action_logprob
+
+
+class VLMPolicy(nn.Module):
+    """A Hugging Face image-text-to-text model, its processor, and a value head."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        family: Family,
+        value_head: ValueHead | None = None,
+        base: str | None = None,
+        image_size: int | None = None,
+    ):
+        super().__init__()
+        self.model, self.processor, self.family = model, processor, family
+        hidden_size = model.config.get_text_config().hidden_size
+        self.value_head = value_head or ValueHead(hidden_size)
+        self.base = base or model.config.name_or_path
+        #: The side of the images the envs render for this model (the paper's 300 for real
+        #: checkpoints, whose processors resize anyway; a tiny preset's native size).
+        self.image_size = image_size or 300
+        self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        configured = self.model.generation_config.eos_token_id
+        ids = configured if isinstance(configured, list) else [configured]
+        return {i for i in [*ids, self.tokenizer.eos_token_id] if i is not None}
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else min(self.eos_token_ids)
+
+    @cached_property
+    def suppressed_token_ids(self) -> list[int]:
+        """Special tokens a reply may not contain (image placeholders, padding, turn markers):
+        masked out in generation and in scoring alike, so both see one distribution."""
+        special = {i for i, token in self.tokenizer.added_tokens_decoder.items() if token.special}
+        special |= {self.pad_token_id, getattr(self.tokenizer, "image_token_id", None)}
+        return sorted(i for i in special - self.eos_token_ids if i is not None)
+
+    def chat_prompt(self, prompt: str) -> str:
+        """The game prompt inside the model's own chat template, after one image."""
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+        ]
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def encode(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> BatchFeature:
+        """Model inputs for a batch of (image, prompt) pairs, left-padded."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        self.tokenizer.padding_side = "left"
+        texts = [self.chat_prompt(prompt) for prompt in prompts]
+        inputs = self.processor(images=list(images), text=texts, padding=True, return_tensors="pt")
+        return inputs.to(self.device)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: Sequence[np.ndarray],
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.2,
+        top_p: float = 1.0,
+    ) -> Generation:
+        """Replies for a whole batch at once (KV cache; greedy when temperature is 0)."""
+        inputs = self.encode(images, prompts)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+        with self._autocast():
+            sequences = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
+                eos_token_id=sorted(self.eos_token_ids), suppress_tokens=self.suppressed_token_ids,
+                **(sampling if temperature > 0 else {"do_sample": False}),
+            )  # fmt: skip
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
+        replies = [self._until_eos(tokens) for tokens in new_tokens]
+        texts = self.tokenizer.batch_decode(replies, skip_special_tokens=True)
+        return Generation(replies, texts)
+
+    def _until_eos(self, tokens: list[int]) -> list[int]:
+        eos = self.eos_token_ids
+        for i, token in enumerate(tokens):
+            if token in eos:
+                return tokens[: i + 1]
+        return tokens
+
+    def score(
+        self,
+        images: Sequence[np.ndarray],
+        prompts: Sequence[str],
+        reply_ids: Sequence[Sequence[int]],
+        *,
+        temperature: float = 1.0,
+    ) -> Scores:
+        """Values and reply log-probs for a batch, in one forward pass (with gradients).
+
+        Log-probs are those of the sampling distribution ``softmax(logits / temperature)``;
+        top-p truncation is not applied.
+        """
+        if len(reply_ids) != len(prompts):
+            raise ValueError(f"{len(reply_ids)} replies for {len(prompts)} prompts")
+        inputs = self.encode(images, prompts)
+        prompt_length = inputs["input_ids"].shape[1]
+        length = max(1, *(len(reply) for reply in reply_ids))
+        replies = torch.full((len(reply_ids), length), self.pad_token_id, dtype=torch.long)
+        reply_mask = torch.zeros_like(replies, dtype=torch.bool)
+        action_mask = torch.zeros_like(reply_mask)
+        for i, reply in enumerate(reply_ids):
+            replies[i, : len(reply)] = torch.as_tensor(list(reply), dtype=torch.long)
+            reply_mask[i, : len(reply)] = True
+            start = action_start(self.tokenizer, reply) if len(reply) else None
+            if start is not None:
+                action_mask[i, start : len(reply)] = True
+        replies, reply_mask, action_mask = (
+            t.to(self.device) for t in (replies, reply_mask, action_mask)
+        )
+        model_inputs = dict(inputs)
+        model_inputs["input_ids"] = torch.cat([inputs["input_ids"], replies], dim=1)
+        model_inputs["attention_mask"] = torch.cat([inputs["attention_mask"], reply_mask.long()], 1)
+        with self._autocast():
+            # Logits only where a reply token is predicted: from the last prompt token on.
+            output = self.model(
+                **model_inputs, logits_to_keep=length + 1, output_hidden_states=True
+            )
+        logits = output.logits[:, :-1].float() / temperature
+        logits[..., self.suppressed_token_ids] = float("-inf")
+        token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, replies.unsqueeze(-1))
+        # where(), not a product: padding is a suppressed token, whose log-prob is -inf.
+        token_logprobs = torch.where(reply_mask, token_logprobs.squeeze(-1), 0.0)
+        values = self.value_head(output.hidden_states[-1][:, prompt_length - 1])
+        return Scores(values, token_logprobs, reply_mask, action_mask, action_mask.any(-1))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint directory atomically; a crash leaves any previous one intact.
+
+        It holds the model (or its LoRA adapter) and processor in Hugging Face format, the
+        value head as safetensors, and ``rlvlm.json``.
+        """
+        path = Path(path)
+        staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging)
+        self.processor.save_pretrained(staging)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
+        save_file(state, staging / VALUE_HEAD_FILE)
+        write_json(staging / RLVLM_FILE, {
+            "format": CHECKPOINT_FORMAT, "family": self.family.name, "base": self.base,
+            "image_size": self.image_size, "lora": _is_peft(self.model),
+        })  # fmt: skip
+        _replace_dir(staging, path)
+        return path
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _replace_dir(staging: Path, path: Path) -> None:
+    """Put ``staging`` at ``path``; an old ``path`` is kept as a backup until the swap is done."""
+    backup = path.with_name(f".{path.name}.previous")
+    if path.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        path.rename(backup)
+    staging.rename(path)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def load_policy(
+    name_or_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+) -> VLMPolicy:
+    """A policy from a tiny preset's name or a checkpoint directory.
+
+    The directory may be an rlvlm checkpoint or a plain Hugging Face one (a LLaVA or
+    Qwen2-VL download, say), which then gets a freshly initialised value head.
+    """
+    name = str(name_or_path)
+    if name in PRESETS:
+        model, processor = build_preset(name, seed=seed)
+        family = family_of(model.config)
+        return VLMPolicy(model, processor, family, image_size=PRESETS[name].image_size).to(device)
+    path = Path(name_or_path)
+    if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
+        path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
+    meta = _read_json(path / RLVLM_FILE)
+    if not (path / "config.json").is_file() and not (meta and meta.get("lora")):
+        raise ValueError(
+            f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory "
+            "(no config.json there)"
+        )
+    if meta and meta.get("lora"):
+        model, family = _load_adapter(path, meta, dtype, seed)
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or "auto")
+        family = family_of(model.config)
+    processor = family.load_processor(path)
+    value_head = None
+    if (path / VALUE_HEAD_FILE).is_file():
+        value_head = ValueHead(model.config.get_text_config().hidden_size)
+        value_head.load_state_dict(load_file(path / VALUE_HEAD_FILE))
+    base = meta.get("base") if meta else str(path)
+    size = meta.get("image_size") if meta else None
+    return VLMPolicy(model.eval(), processor, family, value_head, base, size).to(device)
+
+
+def _load_adapter(path: Path, meta: dict[str, Any], dtype, seed: int):
+    from peft import PeftModel
+
+    base = load_policy(meta["base"], dtype=dtype, seed=seed).model
+    model = PeftModel.from_pretrained(base, path, is_trainable=True)
+    return model, family_of(base.config)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,59 @@
+"""A small byte-level BPE tokenizer for the tiny presets, trained offline on the games' text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from rlvlm.games import GAMES, make
+
+CORPUS_SEEDS = range(200)
+
+
+def game_corpus(seeds: Sequence[int] = CORPUS_SEEDS) -> Iterator[str]:
+    """Every game's prompts (with and without chain of thought) and truthful replies for every
+    action, over fixed deals: the text a tiny model reads and writes."""
+    for name in GAMES:
+        env = make(name, image_size=32)
+        game = env.unwrapped
+        for seed in seeds:
+            env.reset(seed=seed)
+            view = game.view()
+            yield game.task.prompt(view)
+            yield game.task.prompt(view, cot=False)
+            for action in range(len(game.task.action_names)):
+                yield game.task.reply(view, action)
+        env.close()
+
+
+def train_tokenizer(
+    special_tokens: Sequence[str],
+    image_token: str,
+    eos_token: str,
+    pad_token: str,
+    vocab_size: int = 1024,
+) -> PreTrainedTokenizerFast:
+    """A deterministic byte-level BPE over ``game_corpus``; any byte sequence still encodes.
+
+    ``special_tokens`` are the family's chat and image markers; they get the first ids.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(dict.fromkeys([pad_token, eos_token, image_token, *special_tokens])),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(game_corpus(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=pad_token,
+        eos_token=eos_token,
+        extra_special_tokens={"image_token": image_token},
+        additional_special_tokens=[t for t in special_tokens if t not in (pad_token, eos_token)],
+        padding_side="left",
+    )

@@ -1,0 +1,25 @@
+"""The critic: an MLP on the VLM's hidden state at the last prompt token."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ValueHead(nn.Module):
+    """Three linear layers, ``hidden -> hidden/4 -> hidden/8 -> 1`` (4096 -> 1024 -> 512 -> 1
+    for a 7B model, as in the paper), always computed in float32."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        first, second = max(hidden_size // 4, 64), max(hidden_size // 8, 32)
+        self.hidden_size = hidden_size
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, first), nn.ReLU(),
+            nn.Linear(first, second), nn.ReLU(),
+            nn.Linear(second, 1),
+        )  # fmt: skip
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.mlp(hidden.float()).squeeze(-1)
