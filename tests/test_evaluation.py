@@ -14,7 +14,7 @@ from rlvlm.evaluation import (
     OraclePolicy,
     RandomPolicy,
     eval_seeds,
-    load_policy,
+    make_policy,
     run_episodes,
     summarize,
     wilson_interval,
@@ -239,11 +239,13 @@ def test_run_episodes_counts_invalid_actions():
 # ----------------------------------------------------------------------------- policies
 
 
-def test_load_policy():
-    assert isinstance(load_policy("oracle"), OraclePolicy)
-    assert isinstance(load_policy("random", seed=3), RandomPolicy)
-    with pytest.raises(ValueError, match=r"'nope'.*oracle.*random"):
-        load_policy("nope")
+def test_make_policy():
+    assert isinstance(make_policy("oracle"), OraclePolicy)
+    assert isinstance(make_policy("random", seed=3), RandomPolicy)
+    with pytest.raises(
+        ValueError, match=r"unknown policy 'nope'; choose from oracle, random, tiny-llava"
+    ):
+        make_policy("nope")
 
 
 def test_random_policy_is_seeded():

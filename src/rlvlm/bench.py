@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from time import perf_counter
 
 from rlvlm.games import GAMES, make, render
@@ -46,3 +47,57 @@ def bench_envs(seconds: float = 2.0, games: list[str] | None = None) -> list[dic
         )
         rows.append({"game": game, "steps_per_s": fast, "uncached_steps_per_s": slow})
     return rows
+
+
+def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 3,
+                  max_new_tokens: int = 64) -> dict[str, float]:  # fmt: skip
+    """Replies per second for ``envs`` NumberLine states: batched generation plus one batched
+    scoring pass, beside a loop that generates one reply and then scores it with a second
+    forward pass, one environment at a time. Rounds alternate, and medians are reported."""
+    import torch
+
+    from rlvlm.models import DEFAULT_PRESET, load_policy
+
+    torch.manual_seed(0)
+    policy = load_policy(preset or DEFAULT_PRESET)
+    env = make("numberline", image_size=policy.image_size)
+    images, prompts = [], []
+    for seed in range(envs):
+        image, _ = env.reset(seed=seed)
+        images.append(image)
+        prompts.append(env.unwrapped.task.prompt(env.unwrapped.view()))
+
+    def rollout(batch: slice) -> int:
+        generation = policy.generate(images[batch], prompts[batch], max_new_tokens=max_new_tokens,
+                                     temperature=1.0)  # fmt: skip
+        with torch.no_grad():
+            policy.score(images[batch], prompts[batch], generation.reply_ids)
+        return sum(len(reply) for reply in generation.reply_ids)
+
+    def timed(batches: list[slice]) -> tuple[float, int]:
+        start = perf_counter()
+        tokens = sum(rollout(batch) for batch in batches)
+        return perf_counter() - start, tokens
+
+    rollout(slice(0, 1))  # warm-up
+    batched, one_by_one = [], []
+    for _ in range(rounds):
+        batched.append(timed([slice(0, envs)]))
+        one_by_one.append(timed([slice(i, i + 1) for i in range(envs)]))
+    figures = {}
+    print(f"{'mode':<14}{'replies/s':>10}{'tokens/s':>10}")
+    for mode, runs in (("batched", batched), ("one at a time", one_by_one)):
+        seconds = statistics.median(run[0] for run in runs)
+        tokens = statistics.median(run[1] for run in runs)
+        figures[mode] = envs / seconds
+        print(f"{mode:<14}{envs / seconds:>10.1f}{tokens / seconds:>10.0f}")
+    ratio = figures["batched"] / figures["one at a time"]
+    print(
+        f"batched is {ratio:.1f}x faster ({preset or DEFAULT_PRESET}, {envs} envs, "
+        f"{max_new_tokens} new tokens at most; target 5x)"
+    )
+    return {
+        "batched": figures["batched"],
+        "one_at_a_time": figures["one at a time"],
+        "ratio": ratio,
+    }

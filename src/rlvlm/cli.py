@@ -68,13 +68,19 @@ def _sample_picture(env):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlvlm.evaluation import load_policy, run_episodes, summarize
+    import torch
+
+    from rlvlm.evaluation import make_policy, run_episodes, summarize
     from rlvlm.io import write_json
 
+    _quiet_transformers()
+    torch.manual_seed(args.seed)
     try:
-        policy = load_policy(args.policy, seed=args.seed)
+        policy = make_policy(args.policy, seed=args.seed, temperature=args.temperature,
+                             max_new_tokens=args.max_new_tokens, device=args.device)  # fmt: skip
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
+    image_size = args.image_size or policy.image_size or 300
     if args.out and Path(args.out).is_dir():
         raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
     episodes = run_episodes(
@@ -85,7 +91,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         on_invalid=args.on_invalid,
         cot=not args.no_cot,
-        env_kwargs={"image_size": args.image_size},
+        env_kwargs={"image_size": image_size},
         progress=sys.stderr.isatty(),
     )
     result = summarize(episodes, args.game, policy.name)
@@ -103,7 +109,7 @@ def _print_result(result: dict) -> None:
     low, high = result["success_ci95"]
     columns = [
         ("game", 11, result["game"]),
-        ("policy", 8, result["policy"]),
+        ("policy", 12, result["policy"]),
         ("episodes", 9, str(result["episodes"])),
         ("success", 8, f"{result['success_rate']:.1%}"),
         ("95% CI", 17, f"[{low:.1%}, {high:.1%}]"),
@@ -117,10 +123,22 @@ def _print_result(result: dict) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rlvlm.bench import bench_envs
+    from rlvlm import bench
 
-    bench_envs(seconds=args.seconds)
+    if args.what == "envs":
+        bench.bench_envs(seconds=args.seconds)
+    else:
+        _quiet_transformers()
+        bench.bench_rollout(preset=args.model, envs=args.envs)
     return 0
+
+
+def _quiet_transformers() -> None:
+    """The command's own progress bars and errors say enough; keep transformers' quiet."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 class _UsageError(Exception):
@@ -138,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="play held-out episodes with a policy")
     evaluate.add_argument("--game", required=True, choices=list(GAMES))
-    evaluate.add_argument("--policy", required=True, help="oracle or random")
+    evaluate.add_argument(
+        "--policy",
+        required=True,
+        help="oracle, random, a model preset (tiny-llava ...) or a checkpoint",
+    )
     evaluate.add_argument("--episodes", type=_positive, default=200)
     evaluate.add_argument(
         "--seed",
@@ -157,12 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="what an unparsable reply does",
     )
     evaluate.add_argument("--no-cot", action="store_true", help="prompt for the action only")
-    evaluate.add_argument("--image-size", type=_image_size, default=300)
+    evaluate.add_argument(
+        "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
+    )
+    evaluate.add_argument("--temperature", type=float, default=0.2, help="model sampling")
+    evaluate.add_argument("--max-new-tokens", type=_positive, default=256, help="model replies")
+    evaluate.add_argument("--device", default="cpu", help="model device, e.g. cuda")
     evaluate.set_defaults(run=cmd_eval)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
-    bench.add_argument("what", choices=["envs"])
-    bench.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    bench.add_argument("what", choices=["envs", "rollout"])
+    bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
+    bench.add_argument("--model", help="rollout: the preset to time (default: the default one)")
+    bench.add_argument("--envs", type=_positive, default=8, help="rollout: environments")
     bench.set_defaults(run=cmd_bench)
     return parser
 

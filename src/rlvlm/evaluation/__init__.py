@@ -2,16 +2,24 @@
 
 from rlvlm.evaluation.episodes import Episode, eval_seeds, run_episodes
 from rlvlm.evaluation.metrics import summarize, wilson_interval
-from rlvlm.evaluation.policies import OraclePolicy, Policy, RandomPolicy, Turn, load_policy
+from rlvlm.evaluation.policies import (
+    ModelPolicy,
+    OraclePolicy,
+    Policy,
+    RandomPolicy,
+    Turn,
+    make_policy,
+)
 
 __all__ = [
     "Episode",
+    "ModelPolicy",
     "OraclePolicy",
     "Policy",
     "RandomPolicy",
     "Turn",
     "eval_seeds",
-    "load_policy",
+    "make_policy",
     "run_episodes",
     "summarize",
     "wilson_interval",

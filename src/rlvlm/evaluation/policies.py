@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import NamedTuple, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
 from rlvlm.games.base import Task
+
+if TYPE_CHECKING:
+    from rlvlm.models import VLMPolicy
 
 
 class Turn(NamedTuple):
@@ -21,6 +25,8 @@ class Turn(NamedTuple):
 
 class Policy(Protocol):
     name: str
+    #: The picture size the policy wants, or None for any.
+    image_size: int | None
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         """One reply per turn; a batch holds turns of different episodes."""
@@ -31,6 +37,7 @@ class OraclePolicy:
     """The game's expert, replying with its chain of thought as a model would."""
 
     name = "oracle"
+    image_size = None
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         return [turn.task.reply(turn.view, turn.task.oracle_action(turn.view)) for turn in turns]
@@ -40,6 +47,7 @@ class RandomPolicy:
     """Uniformly random actions out of the whole action space, in well-formed replies."""
 
     name = "random"
+    image_size = None
 
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
@@ -51,13 +59,38 @@ class RandomPolicy:
         ]
 
 
-POLICIES = {"oracle": OraclePolicy, "random": RandomPolicy}
+class ModelPolicy:
+    """A VLM that reads the picture and the prompt and writes its reply."""
+
+    def __init__(self, model: VLMPolicy, name: str, temperature: float = 0.2,
+                 max_new_tokens: int = 256):  # fmt: skip
+        self.model, self.name = model, name
+        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.image_size = model.image_size
+
+    def replies(self, turns: Sequence[Turn]) -> list[str]:
+        images, prompts = [turn.image for turn in turns], [turn.prompt for turn in turns]
+        return self.model.generate(images, prompts, max_new_tokens=self.max_new_tokens,
+                                   temperature=self.temperature).texts  # fmt: skip
 
 
-def load_policy(spec: str, seed: int = 0) -> Policy:
-    """The policy named by ``spec``: ``oracle`` or ``random``."""
+BUILT_IN = ("oracle", "random")
+
+
+def make_policy(spec: str, seed: int = 0, *, temperature: float = 0.2, max_new_tokens: int = 256,
+                device: str = "cpu") -> Policy:  # fmt: skip
+    """The policy named by ``spec``: ``oracle``, ``random``, a model preset such as
+    ``tiny-llava``, or a checkpoint directory."""
     if spec == "oracle":
         return OraclePolicy()
     if spec == "random":
         return RandomPolicy(seed)
-    raise ValueError(f"unknown policy {spec!r}; choose from {', '.join(POLICIES)}")
+    from rlvlm.models import PRESETS, load_policy
+
+    if spec not in PRESETS and not Path(spec).exists():
+        choices = ", ".join([*BUILT_IN, *PRESETS])
+        raise ValueError(
+            f"unknown policy {spec!r}; choose from {choices} or a checkpoint directory"
+        )
+    model = load_policy(spec, device=device, seed=seed)
+    return ModelPolicy(model.eval(), spec, temperature, max_new_tokens)

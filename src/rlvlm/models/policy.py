@@ -223,15 +223,19 @@ class VLMPolicy(nn.Module):
         path = Path(path)
         staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        self.model.save_pretrained(staging)
-        self.processor.save_pretrained(staging)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()}
-        save_file(state, staging / VALUE_HEAD_FILE)
-        write_json(staging / RLVLM_FILE, {
-            "format": CHECKPOINT_FORMAT, "family": self.family.name, "base": self.base,
-            "image_size": self.image_size, "lora": _is_peft(self.model),
-        })  # fmt: skip
-        _replace_dir(staging, path)
+        try:
+            self.model.save_pretrained(staging)
+            self.processor.save_pretrained(staging)
+            head = {
+                k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()
+            }
+            save_file(head, staging / VALUE_HEAD_FILE)
+            meta = {"format": CHECKPOINT_FORMAT, "family": self.family.name, "base": self.base,
+                    "image_size": self.image_size, "lora": _is_peft(self.model)}  # fmt: skip
+            write_json(staging / RLVLM_FILE, meta)
+            _replace_dir(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return path
 
 

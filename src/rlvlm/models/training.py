@@ -1,0 +1,84 @@
+"""Choosing what trains: LoRA adapters through PEFT, or full fine-tuning with frozen parts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from rlvlm.models.policy import VLMPolicy
+
+PARTS = ("vision", "projector", "language")
+
+
+def _check_parts(parts: Iterable[str]) -> set[str]:
+    parts = set(parts)
+    if unknown := parts - set(PARTS):
+        raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    return parts
+
+
+def lora_targets(policy: VLMPolicy, parts: Iterable[str] = PARTS) -> list[str]:
+    """Every linear layer in the chosen parts, except the output layer (tied to the input
+    embeddings in many models)."""
+    parts = _check_parts(parts)
+    output = policy.model.get_output_embeddings()
+    return [
+        name
+        for name, module in policy.model.named_modules()
+        if isinstance(module, nn.Linear)
+        and module is not output
+        and policy.family.part_of(name) in parts
+    ]
+
+
+def add_lora(
+    policy: VLMPolicy,
+    rank: int = 128,
+    alpha: int = 256,
+    dropout: float = 0.05,
+    parts: Iterable[str] = PARTS,
+) -> VLMPolicy:
+    """Wrap the model in LoRA adapters on every linear layer of ``parts`` (all by default,
+    vision tower included, as in the paper). Only the adapters and the value head train."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_targets(policy, parts)
+    if not targets:
+        raise ValueError(f"no linear layers in parts {sorted(parts)} of this model")
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+    training = policy.model.training
+    # PEFT's new modules start in training mode; keep the model's mode whole, so that rollouts
+    # (in eval mode, dropout off) score replies exactly.
+    policy.model = get_peft_model(policy.model, config).train(training)
+    return policy
+
+
+def freeze(policy: VLMPolicy, parts: Iterable[str]) -> VLMPolicy:
+    """Stop gradients into whole parts of the model (e.g. a pretrained vision tower)."""
+    parts = _check_parts(parts)
+    for name, parameter in policy.model.named_parameters():
+        if policy.family.part_of(name) in parts:
+            parameter.requires_grad_(False)
+    return policy
+
+
+def enable_gradient_checkpointing(policy: VLMPolicy) -> VLMPolicy:
+    """Recompute activations in the backward pass: less memory for long replies."""
+    policy.model.gradient_checkpointing_enable(
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    if hasattr(policy.model, "enable_input_require_grads"):
+        policy.model.enable_input_require_grads()
+    return policy
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
+def trainable_parameters(policy: VLMPolicy) -> list[nn.Parameter]:
+    return [p for p in policy.parameters() if p.requires_grad]

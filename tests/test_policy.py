@@ -1,0 +1,198 @@
+"""The VLM policy: action spans for any tokenizer, scoring rules, LoRA, freezing, checkpoints."""
+
+import json
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+import rlvlm
+from rlvlm.models import load_policy
+from rlvlm.models.policy import Scores
+from rlvlm.models.spans import action_start
+from rlvlm.models.training import add_lora, freeze, lora_targets, trainable_parameters
+
+REPLY = '{"current number": 3, "target number": 5, "thoughts": "go up", "action": "+"}'
+TWICE = '{"action": "-", "thoughts": "no, wait", "action": "+"}'
+NO_KEY = '{"current number": 3, "thoughts": "the best action: +"}'
+
+
+def _byte_level(vocab_size: int, corpus: list[str]) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    tokenizer.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>")
+
+
+def _straddling() -> PreTrainedTokenizerFast:
+    """Whole-string tokens (no pre-tokenizer) trained on text where `, "action": "` is common,
+    so that one token covers the comma, the quote and the key together."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    tokenizer.train_from_iterator(
+        [f'{{"thoughts": "t{i}", "action": "+"}}' for i in range(500)], trainer
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>")
+
+
+TOKENIZERS = {
+    "byte-level BPE": lambda: load_policy("tiny-llava").tokenizer,
+    "character-level": lambda: _byte_level(257, ["x"]),  # the byte alphabet only, no merges
+    "straddling": _straddling,
+}
+
+
+@pytest.fixture(scope="module", params=list(TOKENIZERS))
+def tokenizer(request):
+    return TOKENIZERS[request.param]()
+
+
+def _split(tokenizer, text: str) -> tuple[list[int], int | None]:
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return ids, action_start(tokenizer, ids)
+
+
+def test_action_span_starts_at_the_action_key(tokenizer):
+    ids, start = _split(tokenizer, REPLY)
+    assert start is not None
+    thought, action = tokenizer.decode(ids[:start]), tokenizer.decode(ids[start:])
+    key = REPLY.index('"action"')
+    # The action part covers the key; the thought part holds nothing of it, and at most one
+    # token (the one straddling the boundary) is given to the action part.
+    assert action.endswith('"action": "+"}') and len(thought) <= key
+    assert len(tokenizer.decode(ids[: start + 1])) > key
+    assert '"action' not in thought
+
+
+def test_the_last_of_two_action_keys_starts_the_span(tokenizer):
+    ids, start = _split(tokenizer, TWICE)
+    assert tokenizer.decode(ids[start:]).endswith('"action": "+"}')
+    assert '"action": "-"' in tokenizer.decode(ids[:start])
+
+
+def test_a_reply_without_an_action_key_has_no_span(tokenizer):
+    assert _split(tokenizer, NO_KEY)[1] is None
+
+
+def test_the_straddling_tokenizer_really_straddles():
+    tokenizer = _straddling()
+    ids = tokenizer(REPLY, add_special_tokens=False).input_ids
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert any('"action' in piece and not piece.startswith('"action') for piece in pieces), pieces
+
+
+def test_logprob_scales_thought_tokens_by_lambda():
+    token_logprobs = torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-1.0, -1.0, -1.0, 0.0]])
+    reply_mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    action_mask = torch.tensor([[False, False, True, True], [False, False, False, False]])
+    scores = Scores(torch.zeros(2), token_logprobs, reply_mask, action_mask, action_mask.any(-1))
+    assert scores.logprob(0.5).tolist() == [-1.5 - 7.0, -1.5]
+    assert scores.logprob(1.0).tolist() == [-10.0, -3.0]
+    assert scores.has_action.tolist() == [True, False]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    env = rlvlm.make("numberline", image_size=84)
+    images, prompts = [], []
+    for seed in range(3):
+        image, _ = env.reset(seed=seed)
+        images.append(image)
+        prompts.append(env.unwrapped.task.prompt(env.unwrapped.view(), cot=seed != 1))
+    return images, prompts
+
+
+def _one_step(policy, images, prompts) -> None:
+    torch.manual_seed(0)
+    replies = policy.generate(images, prompts, max_new_tokens=8, temperature=1.0).reply_ids
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=1e-2)
+    scores = policy.score(images, prompts, replies)
+    loss = -scores.logprob(0.5).mean() + scores.values.square().mean()
+    assert torch.isfinite(loss)
+    loss.backward()
+    optimizer.step()
+
+
+def _changed(policy, before) -> set[str]:
+    return {n for n, p in policy.named_parameters() if not torch.equal(p.detach(), before[n])}
+
+
+def test_lora_trains_only_adapters_and_the_value_head(batch):
+    policy = add_lora(load_policy("tiny-llava"), rank=4, alpha=8)
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("value_head.") for n in trainable)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    _one_step(policy, *batch)
+    changed = _changed(policy, before)
+    assert changed == trainable, sorted(trainable - changed)[:5]
+
+
+def test_lora_targets_follow_the_chosen_parts():
+    policy = load_policy("tiny-llava")
+    everything = lora_targets(policy)
+    language = lora_targets(policy, ["language"])
+    assert any("vision_tower" in n for n in everything)
+    assert any("multi_modal_projector" in n for n in everything)
+    assert language and not any("vision_tower" in n or "projector" in n for n in language)
+    with pytest.raises(ValueError, match="unknown model parts"):
+        lora_targets(policy, ["eyes"])
+
+
+def test_a_frozen_vision_tower_stays_put_in_full_fine_tuning(batch):
+    policy = freeze(load_policy("tiny-llava"), ["vision"])
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    _one_step(policy, *batch)
+    changed = _changed(policy, before)
+    assert not any("vision_tower" in n for n in changed)
+    assert any("language_model" in n for n in changed) and any("value_head" in n for n in changed)
+
+
+def test_lora_checkpoint_reloads_identically(batch, tmp_path):
+    policy = add_lora(load_policy("tiny-llava"), rank=4, alpha=8).eval()
+    _one_step(policy, *batch)
+    replies = policy.generate(*batch, max_new_tokens=6, temperature=1.0).reply_ids
+    policy.save(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "rlvlm.json").read_text())["lora"] is True
+    again = load_policy(tmp_path / "ckpt").eval()
+    with torch.no_grad():
+        a, b = policy.score(*batch, replies), again.score(*batch, replies)
+    torch.testing.assert_close(a.token_logprobs, b.token_logprobs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.values, b.values, rtol=0, atol=1e-6)
+
+
+def test_a_save_cut_off_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    policy = load_policy("tiny-llava")
+    path = policy.save(tmp_path / "ckpt")
+    before = sorted(p.name for p in path.iterdir())
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(policy.processor, "save_pretrained", crash)
+    with pytest.raises(OSError, match="disk full"):
+        policy.save(path)
+    assert sorted(p.name for p in path.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"], "staging files were left behind"
+    load_policy(path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("tiny-gpt", "neither a preset"), ("/nonexistent/checkpoint", "neither a preset")],
+)
+def test_unknown_presets_and_non_checkpoints_are_clear_errors(spec, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        load_policy(spec)
+    with pytest.raises(ValueError, match=r"no config\.json"):
+        load_policy(tmp_path)
