@@ -11,7 +11,14 @@ import rlvlm
 from rlvlm.models import load_policy
 from rlvlm.models.policy import Scores
 from rlvlm.models.spans import action_start
-from rlvlm.models.training import add_lora, freeze, lora_targets, trainable_parameters
+from rlvlm.models.training import (
+    add_lora,
+    bf16_supported,
+    enable_gradient_checkpointing,
+    freeze,
+    lora_targets,
+    trainable_parameters,
+)
 
 REPLY = '{"current number": 3, "target number": 5, "thoughts": "go up", "action": "+"}'
 TWICE = '{"action": "-", "thoughts": "no, wait", "action": "+"}'
@@ -196,3 +203,14 @@ def test_unknown_presets_and_non_checkpoints_are_clear_errors(spec, message, tmp
         load_policy(spec)
     with pytest.raises(ValueError, match=r"no config\.json"):
         load_policy(tmp_path)
+
+
+def test_bf16_autocast_and_gradient_checkpointing_train(batch):
+    policy = enable_gradient_checkpointing(load_policy("tiny-llava"))
+    policy.model.train()
+    assert bf16_supported(policy.device)
+    policy.autocast_dtype = torch.bfloat16
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    _one_step(policy, *batch)
+    assert any("language_model" in n for n in _changed(policy, before))
+    assert policy.value_head.mlp[0].weight.dtype == torch.float32
