@@ -201,6 +201,9 @@ class VLMPolicy(nn.Module):
         model_inputs = dict(inputs)
         model_inputs["input_ids"] = torch.cat([inputs["input_ids"], replies], dim=1)
         model_inputs["attention_mask"] = torch.cat([inputs["attention_mask"], reply_mask.long()], 1)
+        for key in self.family.token_inputs:  # e.g. Qwen's mm_token_type_ids: replies are text
+            if key in inputs:
+                model_inputs[key] = torch.cat([inputs[key], torch.zeros_like(replies)], 1)
         with self._autocast():
             # Logits only where a reply token is predicted: from the last prompt token on.
             output = self.model(

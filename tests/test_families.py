@@ -1,0 +1,134 @@
+"""Every tiny preset, one per family: generation and scoring agree token for token under left
+padding, checkpoints round-trip, and builds are seeded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import rlvlm
+from rlvlm.models import PRESETS, load_policy
+from rlvlm.models.families import FAMILIES, family_of
+from rlvlm.models.presets import build_preset
+
+MAX_NEW_TOKENS = 12
+
+
+@pytest.fixture(scope="module", params=list(PRESETS))
+def policy(request):
+    return load_policy(request.param)
+
+
+@pytest.fixture(scope="module")
+def batch(policy):
+    """Three NumberLine observations with prompts of very different lengths (left padding)."""
+    env = rlvlm.make("numberline", image_size=policy.image_size)
+    images, views = [], []
+    for seed in range(3):
+        observation, _ = env.reset(seed=seed)
+        images.append(observation)
+        views.append(env.unwrapped.view())
+    task = env.unwrapped.task
+    env.close()
+    prompts = [task.prompt(views[0]), task.prompt(views[1], cot=False), "Act."]
+    return images, prompts
+
+
+def _reference(policy, images, prompts):
+    """Replies sampled by transformers' own generate, and the log-probs it sampled them from."""
+    inputs = policy.encode(images, prompts)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        output = policy.model.generate(
+            **inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, temperature=1.0, top_k=None,
+            suppress_tokens=policy.suppressed_token_ids, pad_token_id=policy.pad_token_id,
+            eos_token_id=sorted(policy.eos_token_ids), output_logits=True,
+            return_dict_in_generate=True,
+        )  # fmt: skip
+    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    logits = torch.stack(output.logits, dim=1).float()
+    logits[..., policy.suppressed_token_ids] = float("-inf")
+    logprobs = torch.log_softmax(logits, -1).gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+    replies = [policy._until_eos(tokens) for tokens in new_tokens.tolist()]
+    return replies, logprobs
+
+
+def test_prompt_has_image_tokens(policy, batch):
+    inputs = policy.encode(*batch)
+    counts = (inputs["input_ids"] == policy.tokenizer.image_token_id).sum(1)
+    assert counts.min() > 0 and (counts == counts[0]).all()
+    assert (inputs["attention_mask"].sum(1).unique().numel()) == len(batch[1])  # all padded apart
+    assert inputs["attention_mask"][:, -1].all()  # left padding
+
+
+def test_chat_template_prompt_prefixes_the_dialogue(policy):
+    """The generation prompt, the reply and the end-of-sequence token begin the dialogue."""
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Go."}]}
+    reply = {"role": "assistant", "content": [{"type": "text", "text": '{"action": "+"}'}]}
+    dialogue = policy.processor.apply_chat_template([user, reply], tokenize=False)
+    expected = policy.chat_prompt("Go.") + '{"action": "+"}' + policy.tokenizer.eos_token
+    assert dialogue.startswith(expected)
+
+
+def test_generate_returns_plain_replies(policy, batch):
+    torch.manual_seed(0)
+    generation = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+    suppressed = set(policy.suppressed_token_ids)
+    assert len(generation.reply_ids) == len(generation.texts) == len(batch[1])
+    for reply in generation.reply_ids:
+        assert 0 < len(reply) <= MAX_NEW_TOKENS
+        assert not suppressed & set(reply)
+        assert policy.tokenizer.image_token_id not in reply
+
+
+def test_score_matches_generation(policy, batch):
+    replies, reference = _reference(policy, *batch)
+    with torch.no_grad():
+        scores = policy.score(*batch, replies)
+    assert scores.values.shape == (len(replies),)
+    assert scores.values.dtype == torch.float32 and scores.values.isfinite().all()
+    assert scores.reply_mask.sum(1).tolist() == [len(reply) for reply in replies]
+    for row, reply in enumerate(replies):  # every row, the padded ones included
+        torch.testing.assert_close(
+            scores.token_logprobs[row, : len(reply)], reference[row, : len(reply)],
+            rtol=0, atol=1e-5,
+        )  # fmt: skip
+
+
+def test_save_and_load_give_identical_scores(policy, batch, tmp_path):
+    torch.manual_seed(0)
+    replies = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0).reply_ids
+    with torch.no_grad():
+        before = policy.score(*batch, replies)
+    path = policy.save(tmp_path / "checkpoint")
+    again = load_policy(path)
+    assert again.family is policy.family
+    assert type(again.processor) is type(policy.processor)
+    assert again.image_size == policy.image_size
+    assert torch.equal(again.encode(*batch)["input_ids"], policy.encode(*batch)["input_ids"])
+    with torch.no_grad():
+        after = again.score(*batch, replies)
+    assert torch.equal(after.token_logprobs, before.token_logprobs)
+    assert torch.equal(after.values, before.values)
+    plain = transformers.AutoModelForImageTextToText.from_pretrained(path)
+    assert type(plain) is type(policy.model)
+
+
+def test_family_and_vision_tower(policy):
+    name = policy.model.config.name_or_path
+    family = family_of(policy.model.config)
+    assert family is FAMILIES[PRESETS[name].family] is policy.family
+    assert family_of(policy.model.config.to_dict()) is family
+    tower = family.vision_tower(policy.model)
+    assert sum(p.numel() for p in tower.parameters()) > 0
+    parts = {family.part_of(name) for name, _ in policy.model.named_parameters()}
+    assert parts == {"vision", "projector", "language"}
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_build_is_seeded(name):
+    first, second, other = (build_preset(name, seed)[0].state_dict() for seed in (0, 0, 1))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not all(torch.equal(first[key], other[key]) for key in first)
