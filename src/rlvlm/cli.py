@@ -133,6 +133,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from rlvlm.models.vision import pretrained_vision
+
+    _quiet_transformers()
+    budget = {"steps": args.steps} if args.steps else {}
+    path, report = pretrained_vision(args.model, args.games, seed=args.seed,
+                                     progress=sys.stderr.isatty(), **budget)  # fmt: skip
+    print(f"{'game':<12}{'labels read':>12}{'images fully read':>19}{'chance':>8}")
+    for game, accuracy in report["accuracy"].items():
+        print(f"{game:<12}{accuracy['labels']:>12.1%}{accuracy['images']:>19.1%}"
+              f"{accuracy['chance']:>8.1%}")  # fmt: skip
+    print(f"vision-pretrained {args.model} in {path} (held-out images; trained "
+          f"{report['train_seconds']:.0f} s)")  # fmt: skip
+    return 0
+
+
+def _preset(text: str) -> str:
+    from rlvlm.models import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(
+            f"unknown preset {text!r}; choose from {', '.join(PRESETS)}"
+        )
+    return text
+
+
 def _quiet_transformers() -> None:
     """The command's own progress bars and errors say enough; keep transformers' quiet."""
     from transformers.utils import logging
@@ -186,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-new-tokens", type=_positive, default=256, help="model replies")
     evaluate.add_argument("--device", default="cpu", help="model device, e.g. cuda")
     evaluate.set_defaults(run=cmd_eval)
+
+    pretrain = commands.add_parser(
+        "pretrain", help="teach a tiny preset's vision tower to read the games (cached)"
+    )
+    pretrain.add_argument("--model", type=_preset, default="tiny-llava", help="a tiny preset")
+    pretrain.add_argument("--games", nargs="+", choices=list(GAMES), default=list(GAMES))
+    pretrain.add_argument("--steps", type=_positive, help="training steps (default: 1000)")
+    pretrain.add_argument("--seed", type=_non_negative, default=0)
+    pretrain.set_defaults(run=cmd_pretrain)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
     bench.add_argument("what", choices=["envs", "rollout"])

@@ -15,6 +15,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; results and metrics are not
         with os.fdopen(fd, "wb") as file:
             file.write(data.encode() if isinstance(data, str) else data)
             file.flush()
