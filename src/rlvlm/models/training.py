@@ -66,9 +66,7 @@ def freeze(policy: VLMPolicy, parts: Iterable[str]) -> VLMPolicy:
 
 def enable_gradient_checkpointing(policy: VLMPolicy) -> VLMPolicy:
     """Recompute activations in the backward pass: less memory for long replies."""
-    policy.model.gradient_checkpointing_enable(
-        gradient_checkpointing_kwargs={"use_reentrant": False}
-    )
+    policy.model.activation_checkpointing_enable({"use_reentrant": False})
     if hasattr(policy.model, "enable_input_require_grads"):
         policy.model.enable_input_require_grads()
     return policy
