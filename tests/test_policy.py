@@ -214,3 +214,12 @@ def test_bf16_autocast_and_gradient_checkpointing_train(batch):
     _one_step(policy, *batch)
     assert any("language_model" in n for n in _changed(policy, before))
     assert policy.value_head.mlp[0].weight.dtype == torch.float32
+
+
+def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network tries
+    with pytest.raises(ValueError, match=r"cannot load 'nobody/no-such-vlm': ") as error:
+        load_policy("nobody/no-such-vlm")
+    assert "\n" not in str(error.value)

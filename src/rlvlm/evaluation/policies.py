@@ -86,11 +86,12 @@ def make_policy(spec: str, seed: int = 0, *, temperature: float = 0.2, max_new_t
     if spec == "random":
         return RandomPolicy(seed)
     from rlvlm.models import PRESETS, load_policy
+    from rlvlm.models.policy import looks_like_hub_id
 
-    if spec not in PRESETS and not Path(spec).exists():
+    if spec not in PRESETS and not Path(spec).exists() and not looks_like_hub_id(spec):
         choices = ", ".join([*BUILT_IN, *PRESETS])
         raise ValueError(
-            f"unknown policy {spec!r}; choose from {choices} or a checkpoint directory"
+            f"unknown policy {spec!r}; choose from {choices}, a checkpoint directory or a hub id"
         )
     model = load_policy(spec, device=device, seed=seed)
     return ModelPolicy(model.eval(), spec, temperature, max_new_tokens)

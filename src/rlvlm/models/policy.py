@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -263,7 +264,8 @@ def load_policy(
     dtype: torch.dtype | None = None,
     seed: int = 0,
 ) -> VLMPolicy:
-    """A policy from a tiny preset's name or a checkpoint directory.
+    """A policy from a tiny preset's name, a checkpoint directory, or a hub id such as
+    ``llava-hf/llava-1.5-7b-hf`` where the network allows.
 
     The directory may be an rlvlm checkpoint or a plain Hugging Face one (a LLaVA or
     Qwen2-VL download, say), which then gets a freshly initialised value head.
@@ -277,17 +279,23 @@ def load_policy(
     if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
         path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
     meta = _read_json(path / RLVLM_FILE)
-    if not (path / "config.json").is_file() and not (meta and meta.get("lora")):
+    hub_id = looks_like_hub_id(name) and not path.exists()
+    if not (path / "config.json").is_file() and not (meta and meta.get("lora")) and not hub_id:
         raise ValueError(
             f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory "
             "(no config.json there)"
         )
+    source = name if hub_id else path
     if meta and meta.get("lora"):
         model, family = _load_adapter(path, meta, dtype, seed)
     else:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype or "auto")
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype or "auto")
+        except OSError as error:  # a hub id that cannot be fetched (no network, no such model)
+            reason = str(error).strip().splitlines()[0]
+            raise ValueError(f"cannot load {name!r}: {reason}") from None
         family = family_of(model.config)
-    processor = family.load_processor(path)
+    processor = family.load_processor(source)
     value_head = None
     if (path / VALUE_HEAD_FILE).is_file():
         value_head = ValueHead(model.config.get_text_config().hidden_size)
@@ -303,6 +311,11 @@ def _load_adapter(path: Path, meta: dict[str, Any], dtype, seed: int):
     base = load_policy(meta["base"], dtype=dtype, seed=seed).model
     model = PeftModel.from_pretrained(base, path, is_trainable=True)
     return model, family_of(base.config)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """``owner/model``, as on the Hugging Face hub (tried only where no such path exists)."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
