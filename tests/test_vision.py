@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlvlm.models import vision
+import rlvlm
+from rlvlm.models import PRESETS, vision
 from rlvlm.models.policy import load_policy
-from rlvlm.models.vision import VisionRecipe, pretrain_vision, pretrained_vision
+from rlvlm.models.vision import VisionRecipe, image_features, pretrain_vision, pretrained_vision
 
 PRESET = "tiny-llava"
 #: A short NumberLine budget (the default recipe, shifts included, at half the batch): about
@@ -106,3 +107,14 @@ def test_unknown_inputs_are_named():
         pretrain_vision("no-such-preset", ["numberline"], 1)
     with pytest.raises(ValueError, match="unknown game"):
         vision.cache_key(PRESET, ["chess"], 1, 0, VisionRecipe())
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_image_features_are_one_row_per_image_for_every_family(preset):
+    policy = load_policy(preset)
+    env = rlvlm.make("numberline", image_size=policy.image_size)
+    images = [env.reset(seed=seed)[0] for seed in range(3)]
+    with torch.no_grad():
+        batch, single = image_features(policy, images), image_features(policy, images[1:2])
+    assert batch.shape[0] == 3 and batch.shape[1:] == single.shape[1:]
+    torch.testing.assert_close(batch[1], single[0], rtol=0, atol=1e-5)

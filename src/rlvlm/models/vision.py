@@ -200,7 +200,10 @@ def image_features(policy: VLMPolicy, images: Sequence[np.ndarray]) -> torch.Ten
     ``get_image_features`` encodes and projects them; per-image outputs are stacked.
     """
     model = policy.model
-    inputs = policy.processor.image_processor(images=list(images), return_tensors="pt")
+    # One list per image: processors that batch several images per sample (Idefics3) would
+    # otherwise take the whole batch as one sample.
+    nested = [[image] for image in images]
+    inputs = policy.processor.image_processor(images=nested, return_tensors="pt")
     accepted = inspect.signature(model.get_image_features).parameters
     kwargs = {k: v.to(policy.device) for k, v in inputs.items() if k in accepted}
     output = model.get_image_features(**kwargs)
