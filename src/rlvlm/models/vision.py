@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import GAMES, get_game
 from rlvlm.games.base import CardGameEnv
 from rlvlm.io import write_json
@@ -53,7 +54,8 @@ from rlvlm.models.presets import PRESETS
 #: read NumberLine 100 %, EZPoints 91 %, Points24 74 %, Blackjack 97 %; every card's rank and
 #: suit in the formula games 100 %, the 7-pixel formula text much less.
 DEFAULT_STEPS = 1000
-#: Held-out deals use seeds from here on; training deals draw their seeds below it.
+#: Held-out pictures use seeds from here on. Training pictures draw their seeds below the
+#: evaluation episodes' (``EVAL_SEED_BASE``), so no evaluation deal is ever trained on.
 HELD_OUT_SEED_BASE = 1 << 40
 CACHE_ENV = "RLVLM_CACHE"
 REPORT_SUFFIX = ".json"
@@ -381,7 +383,7 @@ def pretrain_vision(
     bar = tqdm(range(steps), desc=f"vision {preset}", unit="step", disable=not progress)
     for step in bar:
         game = games[step % len(games)]
-        seeds = rng.integers(0, HELD_OUT_SEED_BASE, recipe.batch_size)
+        seeds = rng.integers(0, EVAL_SEED_BASE, recipe.batch_size)
         shift = shift_at(step, steps, recipe)
         images, targets = states[game].sample(seeds, rng, shift, recipe.shift_fraction)
         with _autocast(policy, recipe.bf16):
