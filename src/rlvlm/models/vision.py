@@ -50,8 +50,8 @@ from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
 from rlvlm.models.presets import PRESETS
 
 #: Steps of the default budget (batches of 64, shared round-robin by the games). Measured on
-#: tiny-llava with all four games, 2 CPU cores, 3.7 steps/s (4.5 minutes): held-out labels
-#: read NumberLine 100 %, EZPoints 91 %, Points24 74 %, Blackjack 97 %; every card's rank and
+#: tiny-llava with all four games, 2 CPU cores, 3.6 steps/s (4.6 minutes): held-out labels
+#: read NumberLine 100 %, EZPoints 90 %, Points24 74 %, Blackjack 98 %; every card's rank and
 #: suit in the formula games 100 %, the 7-pixel formula text much less.
 DEFAULT_STEPS = 1000
 #: Held-out pictures use seeds from here on. Training pictures draw their seeds below the
