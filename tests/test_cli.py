@@ -1,6 +1,7 @@
 """The rlvlm command: its output, its files and its errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -79,3 +80,17 @@ def test_bench_envs_prints_each_game_beside_its_baseline(capsys):
     assert all(row["steps_per_s"] > 0 and row["uncached_steps_per_s"] > 0 for row in rows)
     out = capsys.readouterr().out
     assert "uncached" in out and all(name in out for name in GAMES)
+
+
+def test_an_unsupported_checkpoint_and_an_unwritable_cache_are_one_line_errors(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    cases = [
+        (["eval", "--game", "numberline", "--policy", str(tmp_path)], {}, "unsupported model"),
+        (["pretrain", "--games", "numberline", "--steps", "1"],
+         {"RLVLM_CACHE": str(tmp_path / "config.json" / "x")}, "cannot write the vision cache"),
+    ]  # fmt: skip
+    for argv, env, message in cases:
+        done = subprocess.run([sys.executable, "-m", "rlvlm", *argv], capture_output=True,
+                              text=True, env={**os.environ, **env})  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr

@@ -138,8 +138,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     budget = {"steps": args.steps} if args.steps else {}
-    path, report = pretrained_vision(args.model, args.games, seed=args.seed,
-                                     progress=sys.stderr.isatty(), **budget)  # fmt: skip
+    try:
+        path, report = pretrained_vision(args.model, args.games, seed=args.seed,
+                                         progress=sys.stderr.isatty(), **budget)  # fmt: skip
+    except OSError as error:
+        raise _UsageError(f"cannot write the vision cache (set RLVLM_CACHE): {error}") from None
     print(f"{'game':<12}{'labels read':>12}{'images fully read':>19}{'chance':>8}")
     for game, accuracy in report["accuracy"].items():
         print(f"{game:<12}{accuracy['labels']:>12.1%}{accuracy['images']:>19.1%}"

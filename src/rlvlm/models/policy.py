@@ -286,6 +286,8 @@ def load_policy(
             "(no config.json there)"
         )
     source = name if hub_id else path
+    if not hub_id and not (meta and meta.get("lora")):
+        family_of(_read_json(path / "config.json"))  # an unsupported family fails here, clearly
     if meta and meta.get("lora"):
         model, family = _load_adapter(path, meta, dtype, seed)
     else:
