@@ -96,6 +96,20 @@ def test_score_matches_generation(policy, batch):
         )  # fmt: skip
 
 
+def test_generation_records_what_score_computes(policy, batch):
+    """The log-probs and values kept at rollout time are those of the training pass."""
+    torch.manual_seed(0)
+    generation = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=0.7)
+    with torch.no_grad():
+        scores = policy.score(*batch, generation.reply_ids, temperature=0.7)
+    recorded = generation.scores
+    assert torch.equal(recorded.reply_mask, scores.reply_mask)
+    assert torch.equal(recorded.action_mask, scores.action_mask)
+    torch.testing.assert_close(recorded.token_logprobs, scores.token_logprobs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(recorded.values, scores.values, rtol=0, atol=1e-5)
+    assert (recorded.token_logprobs[recorded.reply_mask] < 0).all()
+
+
 def test_save_and_load_give_identical_scores(policy, batch, tmp_path):
     torch.manual_seed(0)
     replies = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0).reply_ids

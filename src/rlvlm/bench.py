@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from time import perf_counter
 
 from rlvlm.games import GAMES, make, render
@@ -49,11 +50,12 @@ def bench_envs(seconds: float = 2.0, games: list[str] | None = None) -> list[dic
     return rows
 
 
-def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 3,
+def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
                   max_new_tokens: int = 64) -> dict[str, float]:  # fmt: skip
-    """Replies per second for ``envs`` NumberLine states: batched generation plus one batched
-    scoring pass, beside a loop that generates one reply and then scores it with a second
-    forward pass, one environment at a time. Rounds alternate, and medians are reported."""
+    """Replies per second for ``envs`` NumberLine states, each with its log-probs and value:
+    batched generation, which records them while it samples, beside the reference loop that
+    generates one reply and then scores it with a second forward pass, one environment at a
+    time. Rounds alternate, and medians are reported."""
     import torch
 
     from rlvlm.models import DEFAULT_PRESET, load_policy
@@ -67,28 +69,37 @@ def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 3,
         images.append(image)
         prompts.append(env.unwrapped.task.prompt(env.unwrapped.view()))
 
-    def rollout(batch: slice) -> int:
-        generation = policy.generate(images[batch], prompts[batch], max_new_tokens=max_new_tokens,
-                                     temperature=1.0)  # fmt: skip
-        with torch.no_grad():
-            policy.score(images[batch], prompts[batch], generation.reply_ids)
-        return sum(len(reply) for reply in generation.reply_ids)
+    def generate(batch: slice) -> list[list[int]]:
+        return policy.generate(images[batch], prompts[batch], max_new_tokens=max_new_tokens,
+                               temperature=1.0).reply_ids  # fmt: skip
 
-    def timed(batches: list[slice]) -> tuple[float, int]:
+    def batched() -> int:
+        return sum(len(reply) for reply in generate(slice(0, envs)))
+
+    def one_at_a_time() -> int:
+        tokens = 0
+        for i in range(envs):
+            replies = generate(slice(i, i + 1))
+            with torch.no_grad():  # the reference's second pass (generation recorded the same)
+                policy.score(images[i : i + 1], prompts[i : i + 1], replies)
+            tokens += len(replies[0])
+        return tokens
+
+    def timed(rollout: Callable[[], int]) -> tuple[float, int]:
         start = perf_counter()
-        tokens = sum(rollout(batch) for batch in batches)
+        tokens = rollout()
         return perf_counter() - start, tokens
 
-    rollout(slice(0, 1))  # warm-up
-    batched, one_by_one = [], []
+    generate(slice(0, 1))  # warm-up
+    runs: dict[str, list[tuple[float, int]]] = {"batched": [], "one at a time": []}
     for _ in range(rounds):
-        batched.append(timed([slice(0, envs)]))
-        one_by_one.append(timed([slice(i, i + 1) for i in range(envs)]))
+        runs["batched"].append(timed(batched))
+        runs["one at a time"].append(timed(one_at_a_time))
     figures = {}
     print(f"{'mode':<14}{'replies/s':>10}{'tokens/s':>10}")
-    for mode, runs in (("batched", batched), ("one at a time", one_by_one)):
-        seconds = statistics.median(run[0] for run in runs)
-        tokens = statistics.median(run[1] for run in runs)
+    for mode, timings in runs.items():
+        seconds = statistics.median(run[0] for run in timings)
+        tokens = statistics.median(run[1] for run in timings)
         figures[mode] = envs / seconds
         print(f"{mode:<14}{envs / seconds:>10.1f}{tokens / seconds:>10.0f}")
     ratio = figures["batched"] / figures["one at a time"]

@@ -1,8 +1,11 @@
 """A VLM as an actor-critic: batched generation, and batched scoring of the replies.
 
-Scoring lays out each sequence exactly as generation did (left-padded prompt, then the reply)
-and runs one forward pass for the whole batch, so the log-probs kept at rollout time are what
-the training pass computes at the same weights: the first PPO ratio is 1.
+Generation records, while it samples, each reply token's log-prob and the critic's value, so
+a rollout needs no second forward pass. Scoring lays out each sequence exactly as generation
+did (left-padded prompt, then the reply) and runs one forward pass for the whole batch with
+gradients. Both read the same distribution (raw logits / temperature, suppressed tokens
+masked) and the same hidden state, so the log-probs kept at rollout time are what the
+training pass computes at the same weights: the first PPO ratio is 1.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,7 +24,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModelForImageTextToText, BatchFeature, PreTrainedModel, ProcessorMixin
+from transformers import (
+    AutoModelForImageTextToText,
+    BatchFeature,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    ProcessorMixin,
+)
 
 from rlvlm.io import write_json
 from rlvlm.models.families import Family, family_of
@@ -32,11 +42,6 @@ from rlvlm.models.value_head import ValueHead
 CHECKPOINT_FORMAT = 1
 RLVLM_FILE = "rlvlm.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
-
-
-class Generation(NamedTuple):
-    reply_ids: list[list[int]]  # each ends with the end-of-sequence token if the model stopped
-    texts: list[str]
 
 
 class Scores(NamedTuple):
@@ -64,6 +69,12 @@ class Scores(NamedTuple):
         ``has_action``.
         """
         return thought_coef * self.thought_logprob + self.action_logprob
+
+
+class Generation(NamedTuple):
+    reply_ids: list[list[int]]  # each ends with the end-of-sequence token if the model stopped
+    texts: list[str]
+    scores: Scores  # recorded while sampling, without gradients: what ``score`` would give
 
 
 class VLMPolicy(nn.Module):
@@ -148,19 +159,37 @@ class VLMPolicy(nn.Module):
         temperature: float = 0.2,
         top_p: float = 1.0,
     ) -> Generation:
-        """Replies for a whole batch at once (KV cache; greedy when temperature is 0)."""
+        """Replies for a whole batch at once (KV cache; greedy when temperature is 0), with
+        their scores at the sampling temperature (at 1 for greedy replies)."""
         inputs = self.encode(images, prompts)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
-        with self._autocast():
+        recorder = _SampledLogprobs(temperature or 1.0, self.suppressed_token_ids)
+        with self._autocast(), self._lm_head_inputs() as hidden:
             sequences = self.model.generate(
                 **inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
                 eos_token_id=sorted(self.eos_token_ids), suppress_tokens=self.suppressed_token_ids,
+                logits_processor=LogitsProcessorList([recorder]),
                 **(sampling if temperature > 0 else {"do_sample": False}),
             )  # fmt: skip
-        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
-        replies = [self._until_eos(tokens) for tokens in new_tokens]
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
+        replies = [self._until_eos(tokens) for tokens in new_tokens.tolist()]
         texts = self.tokenizer.batch_decode(replies, skip_special_tokens=True)
-        return Generation(replies, texts)
+        token_logprobs = recorder.finish(new_tokens[:, -1])
+        reply_tensors = self._reply_tensors(replies)
+        token_logprobs = token_logprobs[:, : reply_tensors.mask.shape[1]]
+        values = self.value_head(hidden[0][:, -1])  # the prefill's last prompt token
+        return Generation(replies, texts, self._scores(values, token_logprobs, reply_tensors))
+
+    @contextmanager
+    def _lm_head_inputs(self) -> Iterator[list[torch.Tensor]]:
+        """The hidden states the LM head reads, call by call; the value head reads them too."""
+        captured: list[torch.Tensor] = []
+        head = self.model.get_output_embeddings()
+        handle = head.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+        try:
+            yield captured
+        finally:
+            handle.remove()
 
     def _until_eos(self, tokens: list[int]) -> list[int]:
         eos = self.eos_token_ids
@@ -185,38 +214,44 @@ class VLMPolicy(nn.Module):
         if len(reply_ids) != len(prompts):
             raise ValueError(f"{len(reply_ids)} replies for {len(prompts)} prompts")
         inputs = self.encode(images, prompts)
-        prompt_length = inputs["input_ids"].shape[1]
+        replies = self._reply_tensors(reply_ids)
+        model_inputs = dict(inputs)
+        model_inputs["input_ids"] = torch.cat([inputs["input_ids"], replies.ids], dim=1)
+        model_inputs["attention_mask"] = torch.cat(
+            [inputs["attention_mask"], replies.mask.long()], dim=1
+        )
+        for key in self.family.token_inputs:  # e.g. Qwen's mm_token_type_ids: replies are text
+            if key in inputs:
+                model_inputs[key] = torch.cat([inputs[key], torch.zeros_like(replies.ids)], 1)
+        length = replies.ids.shape[1]
+        with self._autocast(), self._lm_head_inputs() as hidden:
+            # Logits only where a reply token is predicted: from the last prompt token on.
+            logits = self.model(**model_inputs, logits_to_keep=length + 1).logits[:, :-1]
+        logprobs = _log_softmax(logits, temperature, self.suppressed_token_ids)
+        token_logprobs = logprobs.gather(-1, replies.ids.unsqueeze(-1)).squeeze(-1)
+        values = self.value_head(hidden[0][:, -(length + 1)])  # the last prompt token
+        return self._scores(values, token_logprobs, replies)
+
+    def _reply_tensors(self, reply_ids: Sequence[Sequence[int]]) -> _ReplyTensors:
+        """Replies right-padded into one tensor, with the masks of their tokens and actions."""
         length = max(1, *(len(reply) for reply in reply_ids))
-        replies = torch.full((len(reply_ids), length), self.pad_token_id, dtype=torch.long)
-        reply_mask = torch.zeros_like(replies, dtype=torch.bool)
-        action_mask = torch.zeros_like(reply_mask)
+        ids = torch.full((len(reply_ids), length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        action_mask = torch.zeros_like(mask)
         for i, reply in enumerate(reply_ids):
-            replies[i, : len(reply)] = torch.as_tensor(list(reply), dtype=torch.long)
-            reply_mask[i, : len(reply)] = True
+            ids[i, : len(reply)] = torch.as_tensor(list(reply), dtype=torch.long)
+            mask[i, : len(reply)] = True
             start = action_start(self.tokenizer, reply) if len(reply) else None
             if start is not None:
                 action_mask[i, start : len(reply)] = True
-        replies, reply_mask, action_mask = (
-            t.to(self.device) for t in (replies, reply_mask, action_mask)
-        )
-        model_inputs = dict(inputs)
-        model_inputs["input_ids"] = torch.cat([inputs["input_ids"], replies], dim=1)
-        model_inputs["attention_mask"] = torch.cat([inputs["attention_mask"], reply_mask.long()], 1)
-        for key in self.family.token_inputs:  # e.g. Qwen's mm_token_type_ids: replies are text
-            if key in inputs:
-                model_inputs[key] = torch.cat([inputs[key], torch.zeros_like(replies)], 1)
-        with self._autocast():
-            # Logits only where a reply token is predicted: from the last prompt token on.
-            output = self.model(
-                **model_inputs, logits_to_keep=length + 1, output_hidden_states=True
-            )
-        logits = output.logits[:, :-1].float() / temperature
-        logits[..., self.suppressed_token_ids] = float("-inf")
-        token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, replies.unsqueeze(-1))
+        return _ReplyTensors(*(t.to(self.device) for t in (ids, mask, action_mask)))
+
+    @staticmethod
+    def _scores(values: torch.Tensor, token_logprobs: torch.Tensor, replies: _ReplyTensors):
         # where(), not a product: padding is a suppressed token, whose log-prob is -inf.
-        token_logprobs = torch.where(reply_mask, token_logprobs.squeeze(-1), 0.0)
-        values = self.value_head(output.hidden_states[-1][:, prompt_length - 1])
-        return Scores(values, token_logprobs, reply_mask, action_mask, action_mask.any(-1))
+        token_logprobs = torch.where(replies.mask, token_logprobs, 0.0)
+        return Scores(values, token_logprobs, replies.mask, replies.action_mask,
+                      replies.action_mask.any(-1))  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a checkpoint directory atomically; a crash leaves any previous one intact.
@@ -241,6 +276,45 @@ class VLMPolicy(nn.Module):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return path
+
+
+class _ReplyTensors(NamedTuple):
+    ids: torch.Tensor  # (B, R) long, right-padded
+    mask: torch.Tensor  # (B, R) bool: real reply tokens
+    action_mask: torch.Tensor  # (B, R) bool: tokens from the last "action" key on
+
+
+def _log_softmax(logits: torch.Tensor, temperature: float, suppressed: list[int]) -> torch.Tensor:
+    """The sampling distribution's log-probs, in float32, with suppressed tokens at -inf."""
+    logits = logits.float() / temperature
+    logits[..., suppressed] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
+class _SampledLogprobs(LogitsProcessor):
+    """Records the log-prob of each token ``generate`` samples, under the distribution that
+    ``score`` computes. It sees the raw logits (before temperature and top-p) and learns which
+    token was taken from the next call's ``input_ids``, or from ``finish`` for the last one."""
+
+    def __init__(self, temperature: float, suppressed: list[int]):
+        self.temperature, self.suppressed = temperature, suppressed
+        self.logprobs: list[torch.Tensor] = []
+        self._pending: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self._take(input_ids[:, -1])
+        self._pending = _log_softmax(scores, self.temperature, self.suppressed)
+        return scores
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        if self._pending is not None:
+            self.logprobs.append(self._pending.gather(-1, tokens[:, None]).squeeze(-1))
+            self._pending = None
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, new tokens) log-probs, given the tokens sampled at the last step."""
+        self._take(last_tokens)
+        return torch.stack(self.logprobs, dim=1)
 
 
 def _is_peft(model: nn.Module) -> bool:
