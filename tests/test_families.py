@@ -107,7 +107,10 @@ def test_generation_records_what_score_computes(policy, batch):
     assert torch.equal(recorded.action_mask, scores.action_mask)
     torch.testing.assert_close(recorded.token_logprobs, scores.token_logprobs, rtol=0, atol=1e-5)
     torch.testing.assert_close(recorded.values, scores.values, rtol=0, atol=1e-5)
+    torch.testing.assert_close(recorded.token_entropy, scores.token_entropy, rtol=0, atol=1e-4)
+    torch.testing.assert_close(policy.values(*batch), scores.values, rtol=0, atol=1e-5)
     assert (recorded.token_logprobs[recorded.reply_mask] < 0).all()
+    assert (recorded.token_entropy[recorded.reply_mask] > 0).all()
 
 
 def test_save_and_load_give_identical_scores(policy, batch, tmp_path):

@@ -34,6 +34,16 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability from 0 to 1, got {text!r}")
+    return value
+
+
 def _image_size(text: str) -> int:
     value = _positive(text)
     if value < 32:
@@ -120,6 +130,27 @@ def _print_result(result: dict) -> None:
     ]
     for row in (0, 2):
         print(" ".join(column[row].ljust(column[1]) for column in columns).rstrip())
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from rlvlm.sft.data import write_demonstrations
+
+    image_size = args.image_size
+    if image_size is None:  # imported here: it loads torch, which `rlvlm games` need not wait for
+        from rlvlm.models import DEFAULT_PRESET, PRESETS
+
+        image_size = PRESETS[DEFAULT_PRESET].image_size
+    try:
+        summary = write_demonstrations(args.game, args.episodes, args.out, epsilon=args.epsilon,
+                                       seed=args.seed, image_size=image_size, cot=not args.no_cot,
+                                       progress=sys.stderr.isatty())  # fmt: skip
+    except ValueError as error:  # what argparse cannot check, e.g. a caller's own image size
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
+    print(f"{summary.steps} steps of {summary.episodes} {args.game} episodes "
+          f"(expert success {summary.success_rate:.1%}) written to {summary.path}")  # fmt: skip
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -224,6 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--steps", type=_positive, help="training steps (default: 1000)")
     pretrain.add_argument("--seed", type=_non_negative, default=0)
     pretrain.set_defaults(run=cmd_pretrain)
+
+    data = commands.add_parser("data", help="write expert demonstrations for fine-tuning")
+    data.add_argument("--game", required=True, choices=list(GAMES))
+    data.add_argument("--episodes", metavar="N", type=_positive, required=True)
+    data.add_argument("--out", metavar="DIR", required=True, help="where data.jsonl and images go")
+    data.add_argument(
+        "--epsilon",
+        metavar="E",
+        type=_probability,
+        default=0.0,
+        help="chance that a step takes a random legal action instead of the expert's",
+    )
+    data.add_argument(
+        "--seed",
+        metavar="S",
+        type=_non_negative,
+        default=0,
+        help="which training deals (never held-out ones)",
+    )
+    data.add_argument(
+        "--image-size",
+        metavar="PX",
+        type=_image_size,
+        help="picture size (default: 84, the default tiny preset's; give your model's)",
+    )
+    data.add_argument("--no-cot", action="store_true", help="replies name the action only")
+    data.set_defaults(run=cmd_data)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
     bench.add_argument("what", choices=["envs", "rollout"])

@@ -52,6 +52,12 @@ class Scores(NamedTuple):
     reply_mask: torch.Tensor  # (B, R) bool: real reply tokens
     action_mask: torch.Tensor  # (B, R) bool: tokens from the last "action" key on
     has_action: torch.Tensor  # (B,) bool: False is a format error
+    token_entropy: torch.Tensor  # (B, R) float32: the sampling distribution's, 0 at padding
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """(B,) mean per-token entropy of each reply."""
+        return self.token_entropy.sum(-1) / self.reply_mask.sum(-1).clamp(min=1)
 
     @property
     def thought_logprob(self) -> torch.Tensor:
@@ -174,11 +180,24 @@ class VLMPolicy(nn.Module):
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
         replies = [self._until_eos(tokens) for tokens in new_tokens.tolist()]
         texts = self.tokenizer.batch_decode(replies, skip_special_tokens=True)
-        token_logprobs = recorder.finish(new_tokens[:, -1])
-        reply_tensors = self._reply_tensors(replies)
-        token_logprobs = token_logprobs[:, : reply_tensors.mask.shape[1]]
+        token_logprobs, entropy = recorder.finish(new_tokens[:, -1])
+        tensors = self._reply_tensors(replies)
+        length = tensors.mask.shape[1]
         values = self.value_head(hidden[0][:, -1])  # the prefill's last prompt token
-        return Generation(replies, texts, self._scores(values, token_logprobs, reply_tensors))
+        token_logprobs, entropy = token_logprobs[:, :length], entropy[:, :length]
+        return Generation(replies, texts, self._scores(values, token_logprobs, entropy, tensors))
+
+    @torch.no_grad()
+    def values(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> torch.Tensor:
+        """The critic's values of (image, prompt) states, from a pass over the prompts only."""
+        inputs = self.encode(images, prompts)
+        with self._autocast(), self._lm_head_inputs() as hidden:
+            self.model(**inputs, logits_to_keep=1)
+        return self.value_head(hidden[0][:, -1])
+
+    def forward(self, images, prompts, reply_ids, temperature: float = 1.0) -> Scores:
+        """``score``, as the module's forward, so that data-parallel wrappers see the pass."""
+        return self.score(images, prompts, reply_ids, temperature=temperature)
 
     @contextmanager
     def _lm_head_inputs(self) -> Iterator[list[torch.Tensor]]:
@@ -230,7 +249,7 @@ class VLMPolicy(nn.Module):
         logprobs = _log_softmax(logits, temperature, self.suppressed_token_ids)
         token_logprobs = logprobs.gather(-1, replies.ids.unsqueeze(-1)).squeeze(-1)
         values = self.value_head(hidden[0][:, -(length + 1)])  # the last prompt token
-        return self._scores(values, token_logprobs, replies)
+        return self._scores(values, token_logprobs, _entropy(logprobs), replies)
 
     def _reply_tensors(self, reply_ids: Sequence[Sequence[int]]) -> _ReplyTensors:
         """Replies right-padded into one tensor, with the masks of their tokens and actions."""
@@ -247,11 +266,12 @@ class VLMPolicy(nn.Module):
         return _ReplyTensors(*(t.to(self.device) for t in (ids, mask, action_mask)))
 
     @staticmethod
-    def _scores(values: torch.Tensor, token_logprobs: torch.Tensor, replies: _ReplyTensors):
+    def _scores(values, token_logprobs, token_entropy, replies: _ReplyTensors) -> Scores:
         # where(), not a product: padding is a suppressed token, whose log-prob is -inf.
         token_logprobs = torch.where(replies.mask, token_logprobs, 0.0)
+        token_entropy = torch.where(replies.mask, token_entropy, 0.0)
         return Scores(values, token_logprobs, replies.mask, replies.action_mask,
-                      replies.action_mask.any(-1))  # fmt: skip
+                      replies.action_mask.any(-1), token_entropy)  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a checkpoint directory atomically; a crash leaves any previous one intact.
@@ -291,6 +311,11 @@ def _log_softmax(logits: torch.Tensor, temperature: float, suppressed: list[int]
     return torch.log_softmax(logits, dim=-1)
 
 
+def _entropy(logprobs: torch.Tensor) -> torch.Tensor:
+    """Entropy over the last axis; suppressed tokens (log-prob -inf) add nothing."""
+    return -(logprobs.exp() * logprobs.clamp(min=torch.finfo(logprobs.dtype).min)).sum(-1)
+
+
 class _SampledLogprobs(LogitsProcessor):
     """Records the log-prob of each token ``generate`` samples, under the distribution that
     ``score`` computes. It sees the raw logits (before temperature and top-p) and learns which
@@ -299,11 +324,13 @@ class _SampledLogprobs(LogitsProcessor):
     def __init__(self, temperature: float, suppressed: list[int]):
         self.temperature, self.suppressed = temperature, suppressed
         self.logprobs: list[torch.Tensor] = []
+        self.entropy: list[torch.Tensor] = []
         self._pending: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self._take(input_ids[:, -1])
         self._pending = _log_softmax(scores, self.temperature, self.suppressed)
+        self.entropy.append(_entropy(self._pending))
         return scores
 
     def _take(self, tokens: torch.Tensor) -> None:
@@ -311,10 +338,10 @@ class _SampledLogprobs(LogitsProcessor):
             self.logprobs.append(self._pending.gather(-1, tokens[:, None]).squeeze(-1))
             self._pending = None
 
-    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
-        """(B, new tokens) log-probs, given the tokens sampled at the last step."""
+    def finish(self, last_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, new tokens) log-probs and entropies, given the tokens sampled last."""
         self._take(last_tokens)
-        return torch.stack(self.logprobs, dim=1)
+        return torch.stack(self.logprobs, dim=1), torch.stack(self.entropy, dim=1)
 
 
 def _is_peft(model: nn.Module) -> bool:

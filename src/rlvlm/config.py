@@ -1,0 +1,269 @@
+"""Experiment settings: dataclasses that the command line and the YAML files share.
+
+A config is a ``TrainConfig`` with one section per stage. YAML files mirror it
+(``configs/paper/<game>.yaml``, ``configs/tiny/<game>.yaml``), and ``key=value`` overrides
+use dotted keys (``ppo.lr=3e-4``). The dataclass defaults are the paper's settings; the
+tiny configs change what a CPU needs. Unknown keys and ill-typed values are errors that name
+the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rlvlm.games import GAMES
+
+#: What ``rlvlm train`` runs without arguments.
+DEFAULT_CONFIG = "tiny/numberline"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "llava-hf/llava-v1.6-mistral-7b-hf"
+    """A tiny preset (built offline), a checkpoint directory, or a hub id."""
+    lora: bool = True
+    """Train LoRA adapters (True) or the weights themselves (False)."""
+    lora_rank: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.05
+    lora_parts: list[str] = field(default_factory=lambda: ["vision", "projector", "language"])
+    """The parts that get adapters: vision, projector, language."""
+    freeze: list[str] = field(default_factory=list)
+    """Parts kept fixed in full fine-tuning (e.g. a pretrained vision tower)."""
+    bf16: bool = True
+    """bf16 autocast where the hardware supports it."""
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        from rlvlm.models.training import PARTS
+
+        for key in ("lora_parts", "freeze"):
+            if unknown := set(getattr(self, key)) - set(PARTS):
+                raise ValueError(f"model.{key}: unknown parts {sorted(unknown)}; choose from "
+                                 f"{', '.join(PARTS)}")  # fmt: skip
+
+
+@dataclass
+class VisionConfig:
+    steps: int = 300
+    """Vision-pretraining steps for a tiny preset on the game's pictures (cached; real
+    checkpoints skip this stage)."""
+
+
+@dataclass
+class SFTConfig:
+    episodes: int = 4000
+    """Oracle episodes recorded as demonstrations (0 skips SFT)."""
+    epsilon: float = 0.0
+    """Share of demonstrated actions replaced by random ones (truthful replies)."""
+    data: str | None = None
+    """An existing demonstrations directory (``rlvlm data``) instead of recording new ones."""
+    epochs: int = 1
+    lr: float = 2e-5
+    batch_size: int = 16
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        _check(0 <= self.epsilon <= 1, "sft.epsilon must be in [0, 1]")
+        _check(self.episodes >= 0, "sft.episodes must be 0 or more")
+        _check(self.epochs >= 1 and self.batch_size >= 1, "sft.epochs and batch_size must be >= 1")
+
+
+@dataclass
+class PPOConfig:
+    updates: int = 25
+    """PPO updates; the learning rate is cosine-annealed over them."""
+    num_envs: int = 8
+    """Environments stepped together (per process); one batched generation per step."""
+    steps_per_env: int = 64
+    """Steps each environment takes per update: num_envs * steps_per_env transitions."""
+    epochs: int = 4
+    minibatch_size: int = 1
+    grad_accum: int = 128
+    """Minibatches whose gradients add up to one optimizer step."""
+    lr: float = 1e-5
+    lr_min: float = 1e-9
+    adam_eps: float = 1e-7
+    clip_coef: float = 0.1
+    clip_vloss: bool = True
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.01
+    gamma: float = 0.9
+    gae_lambda: float = 0.95
+    thought_coef: float = 0.5
+    """lambda: the weight of the thought tokens' log-prob."""
+    norm_adv: bool = True
+    ent_coef: float = 0.0
+    """Entropy bonus (mean per-token entropy of the reply)."""
+    kl_coef: float = 0.0
+    """Penalty on the KL divergence to the starting policy."""
+    temperature: float = 0.2
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    on_invalid: Literal["random", "noop"] = "random"
+    """What an unparsable reply does: a random action (the paper) or nothing, penalised."""
+    invalid_penalty: float = 1.0
+    cot: bool = True
+    """Ask for a chain of thought before the action (False: the action only)."""
+    vector: Literal["sync", "async"] = "sync"
+    """Step the environments in this process or in subprocess workers."""
+
+    def __post_init__(self):
+        for key in ("updates", "num_envs", "steps_per_env", "epochs", "minibatch_size",
+                    "grad_accum", "max_new_tokens"):  # fmt: skip
+            _check(getattr(self, key) >= 1, f"ppo.{key} must be at least 1")
+        _check(0 <= self.thought_coef <= 1, "ppo.thought_coef must be in [0, 1]")
+        _check(self.temperature > 0, "ppo.temperature must be above 0 (PPO samples)")
+        _check(0 < self.top_p <= 1, "ppo.top_p must be in (0, 1]")
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 200
+    """Held-out episodes for the periodic and the final evaluation."""
+    every: int = 5
+    """Evaluate every this many updates (0: only at the end)."""
+    seed: int = 0
+    """Which held-out set (the same deals for every run with this seed)."""
+
+
+@dataclass
+class TrainConfig:
+    game: str = "numberline"
+    seed: int = 0
+    out: str = "runs"
+    """The parent of the run directory."""
+    name: str | None = None
+    """The run directory's name (default: game, model and time)."""
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 2
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        if self.game not in GAMES:
+            raise ValueError(f"unknown game {self.game!r}; choose from {', '.join(GAMES)}")
+        _check(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def config_names() -> list[str]:
+    """The shipped configs, as ``tiny/numberline``, ``paper/blackjack`` ..."""
+    root = resources.files("rlvlm") / "configs"
+    return sorted(
+        f"{group.name}/{file.name.removesuffix('.yaml')}"
+        for group in root.iterdir()
+        if group.is_dir() and group.name in ("paper", "tiny")
+        for file in group.iterdir()
+        if file.name.endswith(".yaml")
+    )
+
+
+def read_yaml(source: str | Path) -> dict[str, Any]:
+    """A config file's contents: a path, or a shipped config's name (``tiny/numberline``)."""
+    path = Path(source)
+    if not path.is_file():
+        if str(source) not in config_names():
+            raise ValueError(
+                f"no config file {str(source)!r}; give a YAML path or one of "
+                f"{', '.join(config_names())}"
+            )
+        path = Path(str(resources.files("rlvlm") / "configs" / f"{source}.yaml"))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config is a mapping of keys to values")
+    return data
+
+
+def load_config(
+    source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """A config from a YAML file or shipped name (default: the embedded tiny NumberLine job)
+    with ``key=value`` overrides applied on top."""
+    data = read_yaml(source or DEFAULT_CONFIG)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        _set_dotted(data, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    return from_dict(TrainConfig, data)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *sections, last = key.split(".")
+    for section in sections:
+        data = data.setdefault(section, {})
+        if not isinstance(data, dict):
+            raise ValueError(f"{key}: {section!r} is a value, not a section")
+    data[last] = value
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts, checking every key and value type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    if unknown := set(data) - set(fields):
+        name = f"{prefix}{sorted(unknown)[0]}"
+        valid = ", ".join(f"{prefix}{key}" for key in fields)
+        raise ValueError(f"unknown config key {name!r}; valid keys: {valid}")
+    values = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"{prefix}{key} is a section of keys, got {value!r}")
+            values[key] = from_dict(hint, value, f"{prefix}{key}.")
+        else:
+            values[key] = _coerce(value, hint, f"{prefix}{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list:
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        return [_coerce(item, args[0], key) for item in items]
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ValueError(f"{key} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def to_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

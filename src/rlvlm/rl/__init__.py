@@ -1,0 +1,1 @@
+"""Reinforcement learning: rollouts, advantages, the PPO loss and the trainer."""

@@ -1,0 +1,91 @@
+"""The rollout buffer: one update's transitions, their advantages, and minibatches of them.
+
+A fixed cycle, as in Stable-Baselines3: ``add`` one step of every environment at a time,
+``compute_advantages`` once the rollout is done, then iterate ``minibatches`` (NamedTuples)
+for each PPO epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from rlvlm.rl.advantages import gae
+
+
+class Minibatch(NamedTuple):
+    images: list[np.ndarray]
+    prompts: list[str]
+    reply_ids: list[list[int]]
+    old_logprobs: torch.Tensor  # (B,) lambda * thought + action, at rollout time
+    old_values: torch.Tensor  # (B,)
+    advantages: torch.Tensor  # (B,)
+    returns: torch.Tensor  # (B,)
+
+
+class RolloutBuffer:
+    """``steps`` steps of ``num_envs`` environments. Arrays are (steps, num_envs)."""
+
+    def __init__(self, steps: int, num_envs: int):
+        self.steps, self.num_envs = steps, num_envs
+        shape = (steps, num_envs)
+        self.rewards = np.zeros(shape, np.float32)
+        self.values = np.zeros(shape, np.float32)
+        self.next_values = np.zeros(shape, np.float32)
+        self.logprobs = np.zeros(shape, np.float32)
+        self.terminated = np.zeros(shape, bool)
+        self.truncated = np.zeros(shape, bool)
+        self.images: list[list[np.ndarray]] = []
+        self.prompts: list[list[str]] = []
+        self.reply_ids: list[list[list[int]]] = []
+        self.advantages: np.ndarray | None = None
+        self.returns: np.ndarray | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.images) == self.steps
+
+    def add(self, images, prompts, reply_ids, logprobs, values, rewards, terminated, truncated,
+            next_values) -> None:  # fmt: skip
+        """One step of every environment. ``next_values`` is V of the observation that
+        followed (for a truncated episode, of its final observation); see ``gae``."""
+        if self.full:
+            raise RuntimeError(f"the buffer already holds {self.steps} steps")
+        t = len(self.images)
+        self.images.append(list(images))
+        self.prompts.append(list(prompts))
+        self.reply_ids.append([list(reply) for reply in reply_ids])
+        self.logprobs[t], self.values[t], self.rewards[t] = logprobs, values, rewards
+        self.terminated[t], self.truncated[t] = terminated, truncated
+        self.next_values[t] = next_values
+
+    def compute_advantages(self, gamma: float, gae_lambda: float) -> None:
+        if not self.full:
+            raise RuntimeError(f"the buffer holds {len(self.images)} of {self.steps} steps")
+        self.advantages, self.returns = gae(
+            self.rewards, self.values, self.next_values, self.terminated, self.truncated,
+            gamma, gae_lambda,
+        )  # fmt: skip
+
+    def minibatches(self, size: int, rng: np.random.Generator) -> Iterator[Minibatch]:
+        """Every transition once, shuffled, in minibatches of ``size`` (the last may be
+        smaller). Advantages come as stored (normalise them before, over the whole buffer)."""
+        if self.advantages is None or self.returns is None:
+            raise RuntimeError("call compute_advantages() first")
+        order = rng.permutation(self.steps * self.num_envs)
+        for start in range(0, len(order), size):
+            steps, envs = np.divmod(order[start : start + size], self.num_envs)
+
+            def pick(array, steps=steps, envs=envs):
+                return torch.as_tensor(array[steps, envs])
+
+            yield Minibatch(
+                [self.images[t][e] for t, e in zip(steps, envs, strict=True)],
+                [self.prompts[t][e] for t, e in zip(steps, envs, strict=True)],
+                [self.reply_ids[t][e] for t, e in zip(steps, envs, strict=True)],
+                pick(self.logprobs), pick(self.values), pick(self.advantages),
+                pick(self.returns),
+            )  # fmt: skip

@@ -1,0 +1,126 @@
+"""Collecting a rollout: every environment steps together on one batched generation.
+
+Each update starts its environments afresh from seeds derived from (run seed, update,
+process), so a rollout depends only on those, the weights and the torch RNG: a resumed run
+replays it exactly, whether the environments run in this process or in subprocesses.
+Episodes still running when the rollout ends are cut there and bootstrapped with the
+critic's value, like episodes truncated by the game's step limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from rlvlm.evaluation.episodes import EVAL_SEED_BASE
+from rlvlm.games import make
+from rlvlm.games.wrappers import TextActions
+from rlvlm.models.policy import VLMPolicy
+from rlvlm.rl.buffer import RolloutBuffer
+
+
+def make_envs(game: str, num_envs: int, *, image_size: int,
+              vector: Literal["sync", "async"] = "sync",
+              on_invalid: Literal["random", "noop"] = "random", penalty: float = 1.0,
+              cot: bool = True) -> gym.vector.VectorEnv:  # fmt: skip
+    """``num_envs`` text-action copies of a game; a finished episode resets in the same step."""
+
+    def make_one() -> gym.Env:
+        return TextActions(make(game, image_size=image_size), on_invalid, penalty, cot)
+
+    vector_cls = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}[vector]
+    return vector_cls([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def train_seeds(seed: int, update: int, process: int, num_envs: int) -> list[int]:
+    """The reset seeds of one update's environments: below the held-out range, and distinct
+    for every (run seed, update, process)."""
+    rng = np.random.default_rng([seed, update, process])
+    return [int(s) for s in rng.integers(0, EVAL_SEED_BASE, num_envs)]
+
+
+@dataclass
+class RolloutStats:
+    """What one rollout saw, for the logs. Only episodes that ended within it count."""
+
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+    format_errors: int = 0
+    steps: int = 0
+    reply_tokens: int = 0
+    thought_logprob: float = 0.0  # summed over replies
+    action_logprob: float = 0.0
+    seconds: float = 0.0
+
+
+def collect(
+    policy: VLMPolicy,
+    envs: gym.vector.VectorEnv,
+    buffer: RolloutBuffer,
+    seeds: list[int],
+    *,
+    thought_coef: float,
+    temperature: float,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RolloutStats | None:
+    """Fill ``buffer`` with one rollout; None if ``should_stop`` said so before it was full."""
+    start = time.perf_counter()
+    stats = RolloutStats()
+    observations, infos = envs.reset(seed=seeds)
+    prompts = list(infos["prompt"])
+    returns = np.zeros(envs.num_envs)
+    lengths = np.zeros(envs.num_envs, int)
+    for t in range(buffer.steps):
+        if should_stop():
+            return None
+        images = list(observations)
+        generation = policy.generate(images, prompts, max_new_tokens=max_new_tokens,
+                                     temperature=temperature, top_p=top_p)  # fmt: skip
+        scores = generation.scores
+        observations, rewards, terminated, truncated, infos = envs.step(tuple(generation.texts))
+        next_prompts = list(infos["prompt"])
+        ended = terminated | truncated
+        if t == buffer.steps - 1:  # the rollout's end cuts every running episode
+            truncated = truncated | ~terminated
+        next_values = np.zeros(envs.num_envs, np.float32)
+        if truncated.any():  # bootstrap from each cut episode's last observation
+            cut = np.flatnonzero(truncated)
+            final_images = [observations[i] if not ended[i] else infos["final_obs"][i] for i in cut]
+            final_prompts = [
+                next_prompts[i] if not ended[i] else infos["final_info"]["prompt"][i] for i in cut
+            ]
+            next_values[cut] = policy.values(final_images, final_prompts).cpu().numpy()
+        buffer.add(
+            images, prompts, generation.reply_ids,
+            scores.logprob(thought_coef).cpu().numpy(), scores.values.cpu().numpy(),
+            rewards, terminated, truncated, next_values,
+        )  # fmt: skip
+        returns += rewards
+        lengths += 1
+        for i in np.flatnonzero(ended):
+            stats.episode_returns.append(float(returns[i]))
+            stats.episode_lengths.append(int(lengths[i]))
+        returns[ended], lengths[ended] = 0.0, 0
+        stats.format_errors += int(infos["format_error"].sum())
+        stats.steps += envs.num_envs
+        stats.reply_tokens += int(scores.reply_mask.sum())
+        stats.thought_logprob += float(scores.thought_logprob.sum())
+        stats.action_logprob += float(scores.action_logprob.sum())
+        prompts = next_prompts
+    _fill_next_values(buffer)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _fill_next_values(buffer: RolloutBuffer) -> None:
+    """A step that neither ended nor was cut continues into the next step's state."""
+    running = ~(buffer.terminated[:-1] | buffer.truncated[:-1])
+    buffer.next_values[:-1] = np.where(running, buffer.values[1:], buffer.next_values[:-1])

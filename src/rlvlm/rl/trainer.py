@@ -1,0 +1,329 @@
+"""The PPO trainer: rollout, advantages, clipped updates, logs and checkpoints, on accelerate.
+
+One process is the same code path as many: each process steps its own environments and
+collects its own rollout, gradients are averaged by the data-parallel wrapper, and the main
+process evaluates, logs and writes checkpoints. The model stays in eval mode throughout, so
+dropout never perturbs the ratio: the first epoch's first ratio is exactly 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
+
+from rlvlm.config import TrainConfig
+from rlvlm.evaluation import ModelPolicy, run_episodes, summarize
+from rlvlm.models.policy import VLMPolicy
+from rlvlm.models.training import trainable_parameters
+from rlvlm.rl.advantages import normalize
+from rlvlm.rl.buffer import Minibatch, RolloutBuffer
+from rlvlm.rl.checkpoints import Checkpoints
+from rlvlm.rl.loss import ppo_loss
+from rlvlm.rl.metrics import MetricsLog
+from rlvlm.rl.rollout import RolloutStats, collect, make_envs, train_seeds
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN or infinite; the last good checkpoint is kept."""
+
+
+class PPOTrainer:
+    def __init__(self, config: TrainConfig, policy: VLMPolicy, run_dir: Path,
+                 accelerator: Accelerator | None = None, progress: bool = True):  # fmt: skip
+        self.config, self.ppo = config, config.ppo
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.run_dir = Path(run_dir)
+        self.progress = progress and self.accelerator.is_main_process
+        self.policy = policy.to(self.accelerator.device)
+        self.reference = self._reference() if self.ppo.kl_coef > 0 else None
+        self.optimizer = torch.optim.Adam(
+            trainable_parameters(policy), lr=self.ppo.lr, eps=self.ppo.adam_eps
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=self.ppo.updates, eta_min=self.ppo.lr_min
+        )
+        self.model, self.optimizer = self.accelerator.prepare(policy, self.optimizer)
+        self.checkpoints = Checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints,
+                                       self.accelerator)  # fmt: skip
+        self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
+        self.update = 0
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ state
+
+    def _reference(self) -> VLMPolicy:
+        """A frozen copy of the starting policy, for the KL penalty."""
+        reference = copy.deepcopy(self.policy).eval()
+        reference.requires_grad_(False)
+        return reference
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint, if there is one."""
+        state = self.checkpoints.load_latest(self.policy)
+        if state is None:
+            return False
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.update = state["update"]
+        _set_rng_state(state["rng"][self.accelerator.process_index])
+        self.log.truncate(self.update)
+        return True
+
+    def save(self, rng: list[dict[str, Any]] | None = None) -> Path:
+        rng = rng or gather_object([_rng_state()])
+        state = {
+            "update": self.update,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "config": self.config.to_dict(),
+        }
+        return self.checkpoints.save(self.update, self.policy, state)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> None:
+        ppo = self.ppo
+        process = self.accelerator.process_index
+        envs = make_envs(self.config.game, ppo.num_envs, image_size=self.policy.image_size,
+                         vector=ppo.vector, on_invalid=ppo.on_invalid,
+                         penalty=ppo.invalid_penalty, cot=ppo.cot)  # fmt: skip
+        bar = tqdm(total=ppo.updates, initial=self.update, desc="ppo", unit="update",
+                   disable=not self.progress, dynamic_ncols=True)  # fmt: skip
+        try:
+            with self._interruptible():
+                while self.update < ppo.updates:
+                    rng_at_start = gather_object([_rng_state()])
+                    buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
+                    seeds = train_seeds(self.config.seed, self.update, process, ppo.num_envs)
+                    self.policy.eval()
+                    stats = collect(
+                        self.policy, envs, buffer, seeds, thought_coef=ppo.thought_coef,
+                        temperature=ppo.temperature, top_p=ppo.top_p,
+                        max_new_tokens=ppo.max_new_tokens, should_stop=self._stopping,
+                    )  # fmt: skip
+                    if stats is None:  # interrupted before any weight changed
+                        self.save(rng_at_start)
+                        break
+                    metrics = self._optimize(buffer, stats)
+                    self.update += 1
+                    self.scheduler.step()
+                    if self._due(self.config.eval.every) or self.update == ppo.updates:
+                        metrics |= {
+                            f"eval/{k}": v for k, v in self.evaluate().items() if _scalar(v)
+                        }  # fmt: skip
+                    self.log.write(self.update, metrics)
+                    bar.update()
+                    bar.set_postfix(_postfix(metrics), refresh=False)
+                    if self._due(self.config.checkpoint_every) or self._stop_requested:
+                        self.save()
+                    if self._stop_requested:
+                        break
+                if self.update == ppo.updates and not self._stop_requested:
+                    self.save()
+        finally:
+            bar.close()
+            envs.close()
+            self.log.close()
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and self.update % every == 0
+
+    def _optimize(self, buffer: RolloutBuffer, stats: RolloutStats) -> dict[str, float]:
+        ppo = self.ppo
+        start = time.perf_counter()
+        buffer.compute_advantages(ppo.gamma, ppo.gae_lambda)
+        if ppo.norm_adv:
+            buffer.advantages = self._normalized(buffer.advantages)
+        rng = np.random.default_rng([self.config.seed, self.update, self.accelerator.process_index])
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(ppo.epochs):
+            minibatches = list(buffer.minibatches(ppo.minibatch_size, rng))
+            for group_start in range(0, len(minibatches), ppo.grad_accum):
+                group = minibatches[group_start : group_start + ppo.grad_accum]
+                samples = sum(len(batch.prompts) for batch in group)
+                for i, batch in enumerate(group):
+                    last = i == len(group) - 1
+                    with nullcontext() if last else self.accelerator.no_sync(self.model):
+                        parts = self._loss(batch)
+                        self._check_finite(parts["loss"], "loss")
+                        self.accelerator.backward(parts["loss"] * len(batch.prompts) / samples)
+                    for key, value in parts.items():
+                        sums[key] = sums.get(key, 0.0) + value.item() * len(batch.prompts)
+                    count += len(batch.prompts)
+                norm = self.accelerator.clip_grad_norm_(
+                    trainable_parameters(self.policy), ppo.max_grad_norm
+                )
+                self._check_finite(norm, "gradient norm")
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        train_seconds = time.perf_counter() - start
+        episodes = len(stats.episode_returns)
+        returns = np.asarray(stats.episode_returns)
+        metrics = {f"losses/{key}": value / count for key, value in sums.items()}
+        metrics |= {
+            "charts/success_rate": float((returns > 0).mean()) if episodes else math.nan,
+            "charts/episode_return": float(returns.mean()) if episodes else math.nan,
+            "charts/episode_length": (
+                float(np.mean(stats.episode_lengths)) if episodes else math.nan
+            ),
+            "charts/episodes": episodes,
+            "charts/format_error_rate": stats.format_errors / stats.steps,
+            "charts/thought_logprob": stats.thought_logprob / stats.steps,
+            "charts/action_logprob": stats.action_logprob / stats.steps,
+            "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
+            "charts/SPS": stats.steps / stats.seconds,
+            "charts/tokens_per_s": stats.reply_tokens / stats.seconds,
+            "losses/explained_variance": _explained_variance(buffer),
+            "time/rollout_seconds": stats.seconds,
+            "time/train_seconds": train_seconds,
+        }  # fmt: skip
+        return self._mean_over_processes(metrics)
+
+    def _loss(self, batch: Minibatch) -> dict[str, torch.Tensor]:
+        ppo, device = self.ppo, self.accelerator.device
+        scores = self.model(batch.images, batch.prompts, batch.reply_ids,
+                            temperature=ppo.temperature)  # fmt: skip
+        logprobs = scores.logprob(ppo.thought_coef)
+        out = ppo_loss(
+            logprobs, batch.old_logprobs.to(device), batch.advantages.to(device),
+            scores.values, batch.old_values.to(device), batch.returns.to(device),
+            clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef, clip_vloss=ppo.clip_vloss,
+            entropy=scores.entropy, ent_coef=ppo.ent_coef,
+        )  # fmt: skip
+        parts = {
+            "loss": out.loss, "policy_loss": out.policy_loss, "value_loss": out.value_loss,
+            "entropy": out.entropy, "approx_kl": out.approx_kl, "clipfrac": out.clipfrac,
+        }  # fmt: skip
+        if self.reference is not None:
+            with torch.no_grad():
+                reference = self.reference.score(batch.images, batch.prompts, batch.reply_ids,
+                                                 temperature=ppo.temperature)  # fmt: skip
+            log_ratio = reference.logprob(ppo.thought_coef) - logprobs
+            kl = (log_ratio.exp() - log_ratio - 1).mean()  # k3: non-negative, unbiased
+            parts["loss"] = parts["loss"] + ppo.kl_coef * kl
+            parts["kl_reference"] = kl
+        return parts
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(value).all():
+            raise TrainingDiverged(
+                f"the {what} became {float(value)} in update {self.update + 1}; stopped, and "
+                f"the last good checkpoint is kept in {self.checkpoints.root}"
+            )
+
+    def _normalized(self, advantages: np.ndarray) -> np.ndarray:
+        """Zero mean and unit variance over every process's rollout (all the same size)."""
+        local = torch.as_tensor(advantages, device=self.accelerator.device).flatten()
+        everyone = self.accelerator.gather(local) if self.accelerator.num_processes > 1 else local
+        start = self.accelerator.process_index * local.numel()
+        mine = normalize(everyone)[start : start + local.numel()]
+        return mine.reshape(advantages.shape).cpu().numpy().astype(np.float32)
+
+    def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        if self.accelerator.num_processes == 1:
+            return metrics
+        keys = sorted(metrics)
+        local = torch.tensor([metrics[k] for k in keys], device=self.accelerator.device)
+        total = self.accelerator.reduce(local, reduction="mean")
+        return dict(zip(keys, total.tolist(), strict=True))
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
+        """Success and the rest on the fixed held-out episodes, played by the main process
+        at the training temperature."""
+        result: dict[str, Any] = {}
+        if self.accelerator.is_main_process:
+            self.policy.eval()
+            result = evaluate(self.policy, self.config, episodes, name=f"update {self.update}")
+        self.accelerator.wait_for_everyone()
+        return result
+
+    # ------------------------------------------------------------------ Ctrl-C
+
+    def _stopping(self) -> bool:
+        return self._stop_requested
+
+    @contextmanager
+    def _interruptible(self):
+        """The first Ctrl-C finishes the current update (or drops a rollout) and saves; a
+        second one stops at once, keeping the last checkpoint on disk."""
+
+        def handler(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            tqdm.write("stopping: saving a checkpoint (Ctrl-C again to stop without saving)")
+
+        try:
+            previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave the default handling
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def evaluate(policy: VLMPolicy, config: TrainConfig, episodes: int | None = None,
+             name: str = "policy", progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The held-out evaluation of ``config``: its episodes, seed and sampling settings."""
+    ppo = config.ppo
+    player = ModelPolicy(policy, name, temperature=ppo.temperature,
+                         max_new_tokens=ppo.max_new_tokens)  # fmt: skip
+    played = run_episodes(
+        config.game, player, episodes or config.eval.episodes, config.eval.seed,
+        batch_size=max(ppo.num_envs, 16), on_invalid=ppo.on_invalid, cot=ppo.cot,
+        env_kwargs={"image_size": policy.image_size}, progress=progress,
+    )  # fmt: skip
+    return summarize(played, config.game, name)
+
+
+def _explained_variance(buffer: RolloutBuffer) -> float:
+    returns, values = buffer.returns.ravel(), buffer.values.ravel()
+    variance = returns.var()
+    return float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _postfix(metrics: dict[str, float]) -> dict[str, str]:
+    shown = {"success": "charts/success_rate", "return": "charts/episode_return",
+             "eval": "eval/success_rate", "kl": "losses/approx_kl"}  # fmt: skip
+    return {
+        label: f"{metrics[key]:.3g}" for label, key in shown.items()
+        if key in metrics and not math.isnan(metrics[key])
+    }  # fmt: skip
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}  # fmt: skip
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

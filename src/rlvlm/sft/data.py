@@ -1,0 +1,240 @@
+"""Demonstrations for supervised fine-tuning: each game's expert, played and written down.
+
+A demonstration directory holds ``data.jsonl``, one line per step in the LLaVA conversation
+format that most VLM fine-tuning tools read::
+
+    {"id": "numberline-000000-00", "image": "images/numberline-000000-00.png",
+     "conversations": [{"from": "human", "value": "<image>\\n<prompt>"},
+                       {"from": "gpt", "value": "<reply>"}]}
+
+beside the pictures under ``images/`` and ``meta.json``, which says how the data was made.
+Every reply is truthful for the action actually taken, so exploratory (epsilon) steps teach
+the reply format without teaching the model to say one thing and do another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from rlvlm.evaluation.episodes import EVAL_SEED_BASE
+from rlvlm.games import get_game, make
+from rlvlm.games.base import Task
+from rlvlm.io import write_json
+
+DATA_FILE = "data.jsonl"
+META_FILE = "meta.json"
+IMAGE_DIR = "images"
+IMAGE_TOKEN = "<image>"
+
+
+class Demonstration(NamedTuple):
+    """One step of a demonstration: the picture and prompt the model sees, and its answer."""
+
+    id: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    prompt: str
+    reply: str
+
+
+class DemonstrationSummary(NamedTuple):
+    path: Path  # the data.jsonl written
+    episodes: int
+    steps: int
+    success_rate: float  # of the recorded episodes (return > 0), exploration included
+
+
+def demonstration_seeds(episodes: int, seed: int = 0) -> list[int]:
+    """The reset seeds of the demonstration episodes, all below ``EVAL_SEED_BASE``.
+
+    They are drawn from ``np.random.default_rng(seed)``, so a seed always gives the same deals
+    and no deal is one of the held-out evaluation episodes.
+
+    >>> demonstration_seeds(3, seed=7) == demonstration_seeds(3, seed=7)
+    True
+    >>> all(0 <= s < EVAL_SEED_BASE for s in demonstration_seeds(100))
+    True
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be 1 or more, got {episodes}")
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more, got {seed}")
+    return [int(s) for s in np.random.default_rng(seed).integers(0, EVAL_SEED_BASE, episodes)]
+
+
+def write_demonstrations(
+    game: str,
+    episodes: int,
+    out: str | os.PathLike[str],
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    image_size: int | None = None,
+    cot: bool = True,
+    progress: bool = False,
+) -> DemonstrationSummary:
+    """Play ``episodes`` episodes with the game's expert and write every step to ``out``.
+
+    With probability ``epsilon`` a step's action is instead a uniformly random legal one
+    (from a generator of its own, seeded from ``seed``), so the data also shows states the
+    expert never reaches. ``image_size`` defaults to the env's own (300); pass the model's.
+    An existing ``data.jsonl`` in ``out`` is replaced, and removed first, so an interrupted
+    run leaves no file that points at pictures this run has overwritten.
+    """
+    get_game(game)  # an unknown game fails here, naming the valid ones
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be a probability from 0 to 1, got {epsilon}")
+    seeds = demonstration_seeds(episodes, seed)
+    env = make(game, **({} if image_size is None else {"image_size": image_size}))
+    arena = env.unwrapped
+    task: Task = arena.task
+    explore = np.random.default_rng([seed, 1])  # a stream apart from the deals'
+
+    out = Path(out)
+    (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in (out / DATA_FILE, out / META_FILE):
+        stale.unlink(missing_ok=True)
+    steps = successes = 0
+    with (
+        _atomic_text(out / DATA_FILE) as data,
+        tqdm(seeds, desc=f"{game} demonstrations", unit="episode", disable=not progress) as bar,
+    ):
+        for episode, episode_seed in enumerate(bar):
+            observation, _ = env.reset(seed=episode_seed)
+            episode_return = 0.0
+            for step in range(arena.max_steps):
+                view = arena.view()
+                action = task.oracle_action(view)
+                if explore.random() < epsilon:
+                    action = int(explore.choice(task.legal_actions(view)))
+                name = f"{game}-{episode:06d}-{step:02d}"
+                image = f"{IMAGE_DIR}/{name}.png"
+                Image.fromarray(observation).save(out / image)
+                record = {
+                    "id": name,
+                    "image": image,
+                    "conversations": [
+                        {"from": "human", "value": f"{IMAGE_TOKEN}\n{task.prompt(view, cot=cot)}"},
+                        {"from": "gpt", "value": task.reply(view, action, cot=cot)},
+                    ],
+                }
+                data.write(json.dumps(record, ensure_ascii=False) + "\n")
+                steps += 1
+                observation, reward, terminated, truncated, _ = env.step(action)
+                episode_return += float(reward)
+                if terminated or truncated:
+                    break
+            successes += episode_return > 0
+    env.close()
+
+    summary = DemonstrationSummary(out / DATA_FILE, episodes, steps, successes / episodes)
+    write_json(
+        out / META_FILE,
+        {
+            "game": game,
+            "episodes": episodes,
+            "steps": steps,
+            "epsilon": epsilon,
+            "seed": seed,
+            "image_size": arena.image_size,
+            "cot": cot,
+            "expert_success_rate": summary.success_rate,
+        },
+    )
+    return summary
+
+
+@contextmanager
+def _atomic_text(path: Path) -> Iterator[IO[str]]:
+    """Stream lines to a temporary file that becomes ``path`` only if the block completes."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; training data is not
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_demonstrations(
+    path: str | os.PathLike[str], limit: int | None = None
+) -> list[Demonstration]:
+    """The demonstrations in a directory's ``data.jsonl`` (or that file itself), in order.
+
+    Reads the LLaVA conversation format, whoever wrote it: one human turn then one gpt turn,
+    image paths relative to the directory. Every picture is loaded into memory; ``limit``
+    keeps only the first ones. Any problem is a ValueError naming the file and line.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+    path = Path(path)
+    data_file = path if path.is_file() else path / DATA_FILE
+    if not data_file.is_file():
+        raise ValueError(f"no demonstrations at {path}: {DATA_FILE} not found (see `rlvlm data`)")
+    demonstrations: list[Demonstration] = []
+    with data_file.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if limit is not None and len(demonstrations) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                demonstrations.append(_demonstration(record, data_file.parent, number))
+            except ValueError as error:  # json's decode errors are ValueErrors too
+                raise ValueError(f"{data_file} line {number}: {error}") from None
+    return demonstrations
+
+
+def _demonstration(record: Any, directory: Path, number: int) -> Demonstration:
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    image = record.get("image")
+    if not isinstance(image, str):
+        raise ValueError('expected an "image" path')
+    turns = record.get("conversations")
+    if not (isinstance(turns, list) and all(isinstance(t, dict) for t in turns)):
+        raise ValueError('expected "conversations", a list of {"from": ..., "value": ...}')
+    roles = [t.get("from") for t in turns]
+    if roles != ["human", "gpt"] or not all(isinstance(t.get("value"), str) for t in turns):
+        raise ValueError(f"expected one human turn then one gpt turn, got roles {roles}")
+    image_path = directory / image
+    if not image_path.is_file():
+        raise ValueError(f"image {image_path} not found")
+    try:
+        with Image.open(image_path) as picture:
+            pixels = np.array(picture.convert("RGB"), dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f"cannot read image {image_path}: {error}") from None
+    prompt = without_image_token(turns[0]["value"])
+    return Demonstration(str(record.get("id", f"line-{number}")), pixels, prompt, turns[1]["value"])
+
+
+def without_image_token(text: str) -> str:
+    """The prompt without LLaVA's ``<image>`` placeholder, which other tools put first or last.
+
+    >>> without_image_token("<image>\\nHow far?")
+    'How far?'
+    >>> without_image_token("<image>How far?")
+    'How far?'
+    >>> without_image_token("How far?\\n<image>")
+    'How far?'
+    """
+    if text.startswith(IMAGE_TOKEN):
+        return text[len(IMAGE_TOKEN) :].removeprefix("\n")
+    if text.endswith(IMAGE_TOKEN):
+        return text[: -len(IMAGE_TOKEN)].removesuffix("\n")
+    return text

@@ -1,0 +1,168 @@
+"""The whole job behind ``rlvlm train``: vision pretraining (tiny presets), demonstrations,
+SFT, PPO and the final evaluation, each stage resumable from what the run directory holds.
+
+    runs/<name>/config.yaml      the config, as run
+    runs/<name>/data/            demonstrations (unless sft.data names some)
+    runs/<name>/sft/             the SFT checkpoint, and sft_eval.json beside it
+    runs/<name>/checkpoints/     PPO checkpoints (update-000005/ ...)
+    runs/<name>/metrics.jsonl    one line per PPO update (and tensorboard/)
+    runs/<name>/eval.json        the final held-out evaluation
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from rlvlm.config import TrainConfig, from_dict, read_yaml, to_yaml
+from rlvlm.io import write_atomic, write_json
+from rlvlm.models import PRESETS, VLMPolicy, load_policy
+from rlvlm.models.training import add_lora, enable_gradient_checkpointing, freeze
+
+CONFIG_FILE = "config.yaml"
+SFT_DIR = "sft"
+SFT_EVAL_FILE = "sft_eval.json"
+EVAL_FILE = "eval.json"
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    name = config.name or (
+        f"{config.game}-{Path(config.model.name).name}-{datetime.now():%Y%m%d-%H%M%S}"
+    )
+    return Path(config.out) / name
+
+
+def resume_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """The config a run was started with, with ``key=value`` overrides on top."""
+    from rlvlm.config import load_config
+
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    read_yaml(run_dir / CONFIG_FILE)  # a clear error for a damaged file
+    return load_config(run_dir / CONFIG_FILE, overrides)
+
+
+def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
+    """Make the parts the config trains trainable: LoRA adapters, or the weights of every
+    part not frozen; the value head always trains."""
+    model = config.model
+    if model.lora and not hasattr(policy.model, "peft_config"):
+        add_lora(policy, model.lora_rank, model.lora_alpha, model.lora_dropout, model.lora_parts)
+    elif not model.lora:
+        policy.requires_grad_(True)
+        freeze(policy, model.freeze)
+    policy.value_head.requires_grad_(True)
+    if model.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
+    if model.bf16 and policy.device.type == "cuda" and torch.cuda.is_bf16_supported():
+        policy.autocast_dtype = torch.bfloat16
+    return policy
+
+
+def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None = None,
+        progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Run (or continue) every stage of the job in ``run_dir``; the final evaluation."""
+    from rlvlm.rl.trainer import PPOTrainer, evaluate
+
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator.is_main_process
+    run_dir = Path(run_dir)
+    start = time.perf_counter()
+    if main:
+        write_atomic(run_dir / CONFIG_FILE, to_yaml(config))
+    torch.manual_seed(config.seed)
+
+    with accelerator.main_process_first():  # the vision cache is shared: trained once
+        start_model = _start_model(config, progress and main)
+    sft_dir = run_dir / SFT_DIR
+    sft_eval = None
+    if config.sft.episodes > 0 or config.sft.data:
+        if not (sft_dir / "rlvlm.json").is_file():
+            _run_sft(config, start_model, run_dir, accelerator, progress)
+        sft_eval = _evaluate_once(run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator,
+                                  progress)  # fmt: skip
+        start_model = str(sft_dir)
+
+    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
+    trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress)
+    trainer.resume()
+    if trainer.update < config.ppo.updates:
+        trainer.train()
+    if trainer.update < config.ppo.updates:  # stopped early (Ctrl-C): resumable
+        return {"stopped_at_update": trainer.update, "run_dir": str(run_dir)}
+
+    result: dict[str, Any] = {}
+    if main:
+        result = evaluate(policy, config, name=f"ppo ({run_dir.name})", progress=progress)
+        if sft_eval:
+            result["sft_success_rate"] = sft_eval["success_rate"]
+        result["wall_seconds"] = round(time.perf_counter() - start, 1)
+        write_json(run_dir / EVAL_FILE, result)
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _start_model(config: TrainConfig, progress: bool) -> str:
+    """The checkpoint training starts from: for a tiny preset, its vision-pretrained build."""
+    name = config.model.name
+    if name in PRESETS and config.vision.steps > 0:
+        from rlvlm.models.vision import pretrained_vision
+
+        path, report = pretrained_vision(name, [config.game], config.vision.steps,
+                                         config.seed, progress)  # fmt: skip
+        accuracy = report["accuracy"][config.game]
+        if progress:
+            print(f"vision: {name} reads {config.game} ({_reading(accuracy)}), cached in {path}")
+        return str(path)
+    return name
+
+
+def _reading(accuracy: Any) -> str:
+    if isinstance(accuracy, dict):
+        return ", ".join(f"{k} {v:.0%}" for k, v in accuracy.items() if isinstance(v, float))
+    return f"{accuracy:.0%}"
+
+
+def _run_sft(config: TrainConfig, start_model: str, run_dir: Path, accelerator: Accelerator,
+             progress: bool) -> None:  # fmt: skip
+    from rlvlm.sft.data import load_demonstrations, write_demonstrations
+    from rlvlm.sft.trainer import train_sft
+
+    sft = config.sft
+    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
+    data_dir = Path(sft.data) if sft.data else run_dir / "data"
+    with accelerator.main_process_first():
+        if not sft.data and not (data_dir / "meta.json").is_file():
+            write_demonstrations(config.game, sft.episodes, data_dir, epsilon=sft.epsilon,
+                                 seed=config.seed, image_size=policy.image_size, cot=config.ppo.cot,
+                                 progress=progress and accelerator.is_main_process)  # fmt: skip
+    demonstrations = load_demonstrations(data_dir)
+    report = train_sft(policy, demonstrations, epochs=sft.epochs, lr=sft.lr,
+                       batch_size=sft.batch_size, max_grad_norm=sft.max_grad_norm,
+                       seed=config.seed, accelerator=accelerator, progress=progress)  # fmt: skip
+    if accelerator.is_main_process:
+        policy.save(run_dir / SFT_DIR)
+        write_json(run_dir / SFT_DIR / "sft_report.json", report)
+    accelerator.wait_for_everyone()
+
+
+def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
+                   accelerator: Accelerator, progress: bool) -> dict[str, Any] | None:  # fmt: skip
+    """The held-out evaluation of a checkpoint, computed once and kept in ``path``."""
+    from rlvlm.rl.trainer import evaluate
+
+    if accelerator.is_main_process and not path.is_file():
+        policy = load_policy(checkpoint, device=accelerator.device, seed=config.seed).eval()
+        write_json(path, evaluate(policy, config, name=name, progress=progress))
+    accelerator.wait_for_everyone()
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    return from_dict(TrainConfig, read_yaml(run_dir / CONFIG_FILE))
