@@ -153,6 +153,83 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace, fixed: list[str]):
+    """The config a train or sft command runs: a file or shipped name, else the game's tiny
+    config for a preset and its paper config for any other model; overrides on top."""
+    from rlvlm.config import default_config_name, load_config
+
+    source = args.config or default_config_name(args.game, args.model)
+    try:
+        return load_config(source, [*fixed, *args.overrides])
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate import Accelerator
+
+    from rlvlm import train
+    from rlvlm.rl.trainer import TrainingDiverged
+
+    _quiet_transformers()
+    given = {"game": args.game, "model.name": args.model, "out": args.out}
+    fixed = [f"{key}={value}" for key, value in given.items() if value]
+    if args.resume:
+        if args.config or args.game or args.model:
+            raise _UsageError("--resume continues a run with its own config; give only "
+                              "key=value overrides beside it")  # fmt: skip
+        run_dir = Path(args.resume)
+        try:
+            config = train.resume_config(run_dir, args.overrides)
+        except ValueError as error:
+            raise _UsageError(f"argument --resume: {error}") from None
+    else:
+        config = _config(args, fixed)
+        run_dir = train.new_run_dir(config)
+    accelerator = Accelerator(cpu=args.cpu or None)
+    if accelerator.is_main_process:
+        print(f"run directory: {run_dir}")
+    try:
+        result = train.run(config, run_dir, accelerator=accelerator,
+                           progress=sys.stderr.isatty())  # fmt: skip
+    except TrainingDiverged as error:
+        print(f"rlvlm train: {error}", file=sys.stderr)
+        return 1
+    if not accelerator.is_main_process:
+        return 0
+    if "stopped_at_update" in result:
+        print(f"stopped after update {result['stopped_at_update']}; continue with: "
+              f"rlvlm train --resume {run_dir}")  # fmt: skip
+        return 130
+    _print_result(result)
+    sft = result.get("sft_success_rate")
+    gain = f" (SFT {sft:.1%}: {100 * (result['success_rate'] - sft):+.1f} points)" if sft else ""
+    print(f"final success {result['success_rate']:.1%}{gain} in {result['wall_seconds']:.0f} s; "
+          f"everything is in {run_dir}")  # fmt: skip
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from accelerate import Accelerator
+
+    from rlvlm import train
+
+    _quiet_transformers()
+    config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
+    accelerator = Accelerator(cpu=args.cpu or None)
+    progress = sys.stderr.isatty()
+    try:
+        start = train.starting_model(config, progress)
+        report = train.run_sft(config, start, Path(args.data), Path(args.out), accelerator,
+                               progress)  # fmt: skip
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    if accelerator.is_main_process:
+        print(f"SFT on {report['demonstrations']} demonstrations, {report['steps']} steps, "
+              f"final loss {report['loss']:.4f}: checkpoint in {args.out}")  # fmt: skip
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from rlvlm import bench
 
@@ -282,6 +359,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--no-cot", action="store_true", help="replies name the action only")
     data.set_defaults(run=cmd_data)
+
+    config_help = (
+        "a YAML file or a shipped config (tiny/numberline, paper/blackjack ...); "
+        "default: the game's tiny config for a preset, else its paper config"
+    )
+    overrides_help = "config overrides such as ppo.lr=3e-4 sft.epochs=2"
+    train = commands.add_parser(
+        "train", help="vision pretraining, SFT, PPO and a final evaluation (default: the tiny "
+        "NumberLine job)",
+    )  # fmt: skip
+    train.add_argument("--game", choices=list(GAMES))
+    train.add_argument("--model", help="a tiny preset, a checkpoint directory or a hub id")
+    train.add_argument("--config", help=config_help)
+    train.add_argument("--out", metavar="DIR", help="the parent of the run directory (runs)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    train.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    train.set_defaults(run=cmd_train)
+
+    sft = commands.add_parser("sft", help="supervised fine-tuning on demonstrations")
+    sft.add_argument("--game", required=True, choices=list(GAMES))
+    sft.add_argument("--data", metavar="DIR", required=True, help="from rlvlm data")
+    sft.add_argument("--model", required=True, help="a tiny preset, a checkpoint or a hub id")
+    sft.add_argument("--out", metavar="DIR", required=True, help="where the checkpoint goes")
+    sft.add_argument("--config", help=config_help)
+    sft.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    sft.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
+    sft.set_defaults(run=cmd_sft)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
     bench.add_argument("what", choices=["envs", "rollout"])

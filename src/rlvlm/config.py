@@ -91,7 +91,7 @@ class PPOConfig:
     """Minibatches whose gradients add up to one optimizer step."""
     lr: float = 1e-5
     lr_min: float = 1e-9
-    adam_eps: float = 1e-7
+    adam_eps: float = 1e-8
     clip_coef: float = 0.1
     clip_vloss: bool = True
     vf_coef: float = 0.5
@@ -178,6 +178,14 @@ def config_names() -> list[str]:
         for file in group.iterdir()
         if file.name.endswith(".yaml")
     )
+
+
+def default_config_name(game: str | None, model: str | None) -> str:
+    """``tiny/<game>`` for a tiny preset (or no model), ``paper/<game>`` for any other."""
+    from rlvlm.models.presets import PRESETS
+
+    group = "tiny" if model is None or model in PRESETS else "paper"
+    return f"{group}/{game or 'numberline'}"
 
 
 def read_yaml(source: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from rlvlm.config import TrainConfig, from_dict, read_yaml, to_yaml
+from rlvlm.config import TrainConfig, read_yaml, to_yaml
 from rlvlm.io import write_atomic, write_json
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
 from rlvlm.models.training import add_lora, enable_gradient_checkpointing, freeze
@@ -79,12 +79,16 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
     torch.manual_seed(config.seed)
 
     with accelerator.main_process_first():  # the vision cache is shared: trained once
-        start_model = _start_model(config, progress and main)
+        start_model = starting_model(config, progress and main)
     sft_dir = run_dir / SFT_DIR
     sft_eval = None
     if config.sft.episodes > 0 or config.sft.data:
         if not (sft_dir / "rlvlm.json").is_file():
-            _run_sft(config, start_model, run_dir, accelerator, progress)
+            data_dir = Path(config.sft.data) if config.sft.data else run_dir / "data"
+            if not config.sft.data:
+                with accelerator.main_process_first():
+                    _record_demonstrations(config, data_dir, progress and main)
+            run_sft(config, start_model, data_dir, sft_dir, accelerator, progress)
         sft_eval = _evaluate_once(run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator,
                                   progress)  # fmt: skip
         start_model = str(sft_dir)
@@ -108,7 +112,7 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
     return result
 
 
-def _start_model(config: TrainConfig, progress: bool) -> str:
+def starting_model(config: TrainConfig, progress: bool) -> str:
     """The checkpoint training starts from: for a tiny preset, its vision-pretrained build."""
     name = config.model.name
     if name in PRESETS and config.vision.steps > 0:
@@ -129,27 +133,37 @@ def _reading(accuracy: Any) -> str:
     return f"{accuracy:.0%}"
 
 
-def _run_sft(config: TrainConfig, start_model: str, run_dir: Path, accelerator: Accelerator,
-             progress: bool) -> None:  # fmt: skip
-    from rlvlm.sft.data import load_demonstrations, write_demonstrations
+def run_sft(config: TrainConfig, start_model: str, data_dir: Path, out: Path,
+            accelerator: Accelerator, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """SFT of ``start_model`` on the demonstrations in ``data_dir``, saved to ``out``."""
+    from rlvlm.sft.data import load_demonstrations
     from rlvlm.sft.trainer import train_sft
 
     sft = config.sft
-    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
-    data_dir = Path(sft.data) if sft.data else run_dir / "data"
-    with accelerator.main_process_first():
-        if not sft.data and not (data_dir / "meta.json").is_file():
-            write_demonstrations(config.game, sft.episodes, data_dir, epsilon=sft.epsilon,
-                                 seed=config.seed, image_size=policy.image_size, cot=config.ppo.cot,
-                                 progress=progress and accelerator.is_main_process)  # fmt: skip
     demonstrations = load_demonstrations(data_dir)
+    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
     report = train_sft(policy, demonstrations, epochs=sft.epochs, lr=sft.lr,
                        batch_size=sft.batch_size, max_grad_norm=sft.max_grad_norm,
                        seed=config.seed, accelerator=accelerator, progress=progress)  # fmt: skip
     if accelerator.is_main_process:
-        policy.save(run_dir / SFT_DIR)
-        write_json(run_dir / SFT_DIR / "sft_report.json", report)
+        policy.save(out)
+        write_json(out / "sft_report.json", report)
     accelerator.wait_for_everyone()
+    return report
+
+
+def _record_demonstrations(config: TrainConfig, data_dir: Path, progress: bool) -> None:
+    """The run's own demonstrations, recorded once, at the size the model sees."""
+    from rlvlm.sft.data import DATA_FILE, write_demonstrations
+
+    if (data_dir / DATA_FILE).is_file():
+        return
+    name = config.model.name
+    image_size = PRESETS[name].image_size if name in PRESETS else 300
+    sft = config.sft
+    write_demonstrations(config.game, sft.episodes, data_dir, epsilon=sft.epsilon,
+                         seed=config.seed, image_size=image_size, cot=config.ppo.cot,
+                         progress=progress)  # fmt: skip
 
 
 def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
@@ -162,7 +176,3 @@ def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
         write_json(path, evaluate(policy, config, name=name, progress=progress))
     accelerator.wait_for_everyone()
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    return from_dict(TrainConfig, read_yaml(run_dir / CONFIG_FILE))

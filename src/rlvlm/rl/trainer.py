@@ -167,7 +167,8 @@ class PPOTrainer:
                 norm = self.accelerator.clip_grad_norm_(
                     trainable_parameters(self.policy), ppo.max_grad_norm
                 )
-                self._check_finite(norm, "gradient norm")
+                if norm is not None:  # None where DeepSpeed clips inside its engine
+                    self._check_finite(norm, "gradient norm")
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
         train_seconds = time.perf_counter() - start
