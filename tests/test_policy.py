@@ -103,10 +103,14 @@ def test_logprob_scales_thought_tokens_by_lambda():
     token_logprobs = torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-1.0, -1.0, -1.0, 0.0]])
     reply_mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
     action_mask = torch.tensor([[False, False, True, True], [False, False, False, False]])
-    scores = Scores(torch.zeros(2), token_logprobs, reply_mask, action_mask, action_mask.any(-1))
+    entropy = torch.tensor([[1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 3.0, 0.0]])
+    scores = Scores(
+        torch.zeros(2), token_logprobs, reply_mask, action_mask, action_mask.any(-1), entropy
+    )
     assert scores.logprob(0.5).tolist() == [-1.5 - 7.0, -1.5]
     assert scores.logprob(1.0).tolist() == [-10.0, -3.0]
     assert scores.has_action.tolist() == [True, False]
+    assert scores.entropy.tolist() == [1.5, 3.0]  # mean over real reply tokens only
 
 
 @pytest.fixture(scope="module")
