@@ -12,6 +12,8 @@ from PIL import Image
 from rlvlm.games import GAMES
 
 EPILOG = "Bad input ends with one error line and exit code 2."
+#: Episodes ``rlvlm eval --replays`` records.
+REPLAY_EPISODES = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,32 +82,54 @@ def _sample_picture(env):
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from rlvlm.evaluation import make_policy, run_episodes, summarize
+    from rlvlm.evaluation import ApiError, make_policy, run_episodes, save_replays, summarize
+    from rlvlm.evaluation.paper import comparison_table
     from rlvlm.io import write_json
 
     _quiet_transformers()
     torch.manual_seed(args.seed)
     try:
         policy = make_policy(args.policy, seed=args.seed, temperature=args.temperature,
-                             max_new_tokens=args.max_new_tokens, device=args.device)  # fmt: skip
+                             max_new_tokens=args.max_new_tokens, device=args.device,
+                             api=_api_settings(args))  # fmt: skip
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
     image_size = args.image_size or policy.image_size or 300
     if args.out and Path(args.out).is_dir():
         raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
-    episodes = run_episodes(
-        args.game,
-        policy,
-        args.episodes,
-        args.seed,
-        batch_size=args.batch_size,
-        on_invalid=args.on_invalid,
-        cot=not args.no_cot,
-        env_kwargs={"image_size": image_size},
-        progress=sys.stderr.isatty(),
-    )
+    try:
+        episodes = run_episodes(
+            args.game,
+            policy,
+            args.episodes,
+            args.seed,
+            batch_size=args.batch_size,
+            on_invalid=args.on_invalid,
+            cot=not args.no_cot,
+            env_kwargs={"image_size": image_size},
+            progress=sys.stderr.isatty(),
+            record=REPLAY_EPISODES if args.replays else 0,
+        )
+    except ApiError as error:
+        raise _UsageError(f"argument --policy: {error}") from None
     result = summarize(episodes, args.game, policy.name)
+    usage = getattr(policy, "usage", None)  # what an API policy's endpoint reported
+    if usage is not None:
+        result["usage"] = usage
     _print_result(result)
+    if usage and usage["failed_requests"] + usage["unusable_replies"]:
+        print(f"{usage['failed_requests']} of {usage['requests']} requests failed and "
+              f"{usage['unusable_replies']} replies were unusable (format errors); last error: "
+              f"{usage['last_error']}", file=sys.stderr)  # fmt: skip
+    if args.compare_paper:
+        print(comparison_table(result))
+    if args.replays:
+        try:
+            save_replays(episodes, args.replays, game=args.game, policy=policy.name)
+        except OSError as error:
+            raise _UsageError(f"argument --replays: cannot write {args.replays}: {error}") from None
+        print(f"replays of {min(REPLAY_EPISODES, len(episodes))} episodes written to "
+              f"{args.replays}/")  # fmt: skip
     if args.out:
         try:
             print(f"result written to {write_json(args.out, result)}")
@@ -115,21 +139,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _print_result(result: dict) -> None:
-    """A header line and a row; fixed widths, so rows of several runs line up."""
-    low, high = result["success_ci95"]
-    columns = [
-        ("game", 11, result["game"]),
-        ("policy", 12, result["policy"]),
-        ("episodes", 9, str(result["episodes"])),
-        ("success", 8, f"{result['success_rate']:.1%}"),
-        ("95% CI", 17, f"[{low:.1%}, {high:.1%}]"),
-        ("return", 14, f"{result['mean_return']:.2f} ± {result['std_return']:.2f}"),
-        ("length", 7, f"{result['mean_length']:.2f}"),
-        ("format errors", 14, f"{result['format_error_rate']:.1%}"),
-        ("invalid actions", 15, f"{result['invalid_action_rate']:.1%}"),
-    ]
-    for row in (0, 2):
-        print(" ".join(column[row].ljust(column[1]) for column in columns).rstrip())
+    """A header line and a row, then a row per task type (ALFWorld); fixed widths, so rows
+    of several runs line up."""
+    rows = [(result["game"], result["policy"], result)]
+    rows += [(f"  {task}", "", figures) for task, figures in result.get("per_task", {}).items()]
+    for number, (game, policy, figures) in enumerate(rows):
+        low, high = figures["success_ci95"]
+        columns = [
+            ("game", 11, game),
+            ("policy", 12, policy),
+            ("episodes", 9, str(figures["episodes"])),
+            ("success", 8, f"{figures['success_rate']:.1%}"),
+            ("95% CI", 17, f"[{low:.1%}, {high:.1%}]"),
+            ("return", 14, f"{figures['mean_return']:.2f} ± {figures['std_return']:.2f}"),
+            ("length", 7, f"{figures['mean_length']:.2f}"),
+            ("format errors", 14, f"{figures['format_error_rate']:.1%}"),
+            ("invalid actions", 15, f"{figures['invalid_action_rate']:.1%}"),
+        ]
+        for row in (0, 2) if number == 0 else (2,):
+            print(" ".join(column[row].ljust(column[1]) for column in columns).rstrip())
+
+
+def _api_settings(args: argparse.Namespace):
+    """Settings for an ``api:<model>`` policy: the flags, else the OpenAI variables."""
+    from rlvlm.evaluation import ApiSettings
+
+    if not args.policy.startswith("api:"):
+        return None
+    try:
+        return ApiSettings.from_environment(args.api_base, args.api_key,
+                                            timeout=args.api_timeout, retries=args.api_retries,
+                                            concurrency=args.api_concurrency)  # fmt: skip
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -322,6 +364,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--temperature", type=float, default=0.2, help="model sampling")
     evaluate.add_argument("--max-new-tokens", type=_positive, default=256, help="model replies")
     evaluate.add_argument("--device", default="cpu", help="model device, e.g. cuda")
+    evaluate.add_argument(
+        "--compare-paper", action="store_true", help="print the paper's figures for the game"
+    )
+    evaluate.add_argument(
+        "--replays",
+        metavar="DIR",
+        help=f"save the first {REPLAY_EPISODES} episodes turn by turn (pictures, replies)",
+    )
+    api = evaluate.add_argument_group("api:<model> policies (an OpenAI-compatible endpoint)")
+    api.add_argument("--api-base", metavar="URL", help="default: $OPENAI_BASE_URL, else OpenAI")
+    api.add_argument("--api-key", metavar="KEY", help="default: $OPENAI_API_KEY")
+    api.add_argument(
+        "--api-timeout", metavar="S", type=float, default=60.0, help="seconds per attempt"
+    )
+    api.add_argument(
+        "--api-retries", metavar="N", type=_non_negative, default=4, help="on 429, 5xx, time-outs"
+    )
+    api.add_argument(
+        "--api-concurrency", metavar="N", type=_positive, default=8, help="requests at once"
+    )
     evaluate.set_defaults(run=cmd_eval)
 
     pretrain = commands.add_parser(

@@ -133,6 +133,11 @@ class EvalConfig:
     """Evaluate every this many updates (0: only at the end)."""
     seed: int = 0
     """Which held-out set (the same deals for every run with this seed)."""
+    replays: int = 8
+    """Episodes of the SFT and the final evaluation saved turn by turn for the report."""
+
+    def __post_init__(self):
+        _check(self.replays >= 0, "eval.replays must be 0 or more")
 
 
 @dataclass

@@ -7,6 +7,7 @@ SFT, PPO and the final evaluation, each stage resumable from what the run direct
     runs/<name>/checkpoints/     PPO checkpoints (update-000005/ ...)
     runs/<name>/metrics.jsonl    one line per PPO update (and tensorboard/)
     runs/<name>/eval.json        the final held-out evaluation
+    runs/<name>/replays/         recorded evaluation episodes (sft/, final/) for the report
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CONFIG_FILE = "config.yaml"
 SFT_DIR = "sft"
 SFT_EVAL_FILE = "sft_eval.json"
 EVAL_FILE = "eval.json"
+REPLAYS_DIR = "replays"
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -103,7 +105,8 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
 
     result: dict[str, Any] = {}
     if main:
-        result = evaluate(policy, config, name=f"ppo ({run_dir.name})", progress=progress)
+        result = evaluate(policy, config, name=f"ppo ({run_dir.name})", progress=progress,
+                          replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
         if sft_eval:
             result["sft_success_rate"] = sft_eval["success_rate"]
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -173,6 +176,7 @@ def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
 
     if accelerator.is_main_process and not path.is_file():
         policy = load_policy(checkpoint, device=accelerator.device, seed=config.seed).eval()
-        write_json(path, evaluate(policy, config, name=name, progress=progress))
+        replays = path.parent / REPLAYS_DIR / name
+        write_json(path, evaluate(policy, config, name=name, progress=progress, replays=replays))
     accelerator.wait_for_everyone()
     return json.loads(path.read_text()) if path.is_file() else None

@@ -1,6 +1,7 @@
 """Playing episodes with a policy and summarising them."""
 
-from rlvlm.evaluation.episodes import Episode, eval_seeds, run_episodes
+from rlvlm.evaluation.api import ApiError, ApiPolicy, ApiSettings
+from rlvlm.evaluation.episodes import Episode, Step, eval_seeds, run_episodes
 from rlvlm.evaluation.metrics import summarize, wilson_interval
 from rlvlm.evaluation.policies import (
     ModelPolicy,
@@ -10,17 +11,24 @@ from rlvlm.evaluation.policies import (
     Turn,
     make_policy,
 )
+from rlvlm.evaluation.replays import load_replays, save_replays
 
 __all__ = [
+    "ApiError",
+    "ApiPolicy",
+    "ApiSettings",
     "Episode",
     "ModelPolicy",
     "OraclePolicy",
     "Policy",
     "RandomPolicy",
+    "Step",
     "Turn",
     "eval_seeds",
+    "load_replays",
     "make_policy",
     "run_episodes",
+    "save_replays",
     "summarize",
     "wilson_interval",
 ]

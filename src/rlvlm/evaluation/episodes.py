@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from rlvlm.evaluation.policies import Policy, Turn
@@ -19,6 +20,23 @@ _SEEDS_PER_EVAL_SEED = 1 << 20
 
 
 @dataclass(frozen=True)
+class Step:
+    """One recorded turn: what the policy saw, what it wrote, and what came of it."""
+
+    image: np.ndarray
+    prompt: str
+    reply: str
+    action: int | None  # the action taken; None for a no-op after an unparsable reply
+    action_name: str | None
+    parse_reason: str
+    format_error: bool
+    invalid_action: bool
+    reward: float
+    terminated: bool
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class Episode:
     seed: int
     episode_return: float
@@ -26,6 +44,10 @@ class Episode:
     format_errors: int
     invalid_actions: int
     task_type: str | None = None
+    #: Recorded turns (``run_episodes(record=...)``) and the picture after the last one.
+    #: Not part of equality: two runs of the same deals are equal with or without them.
+    steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
+    final_image: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def success(self) -> bool:
@@ -56,6 +78,7 @@ class _Running:
     episode_return: float = 0.0
     length: int = 0
     invalid_actions: int = 0
+    steps: list[Step] | None = None  # None: not recorded
 
 
 def run_episodes(
@@ -69,10 +92,13 @@ def run_episodes(
     cot: bool = True,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
+    record: int = 0,
 ) -> list[Episode]:
     """Play ``episodes`` held-out episodes, asking the policy for a batch of replies per step.
 
-    Results come back in seed order, whatever order the episodes finished in.
+    Results come back in seed order, whatever order the episodes finished in. The first
+    ``record`` episodes keep every turn (picture, prompt, reply, action, reward) in
+    ``Episode.steps``, for replays.
     """
     queue = deque(enumerate(eval_seeds(episodes, seed)))
     results: list[Episode | None] = [None] * episodes
@@ -81,11 +107,13 @@ def run_episodes(
     def start(env: TextActions) -> None:
         index, episode_seed = queue.popleft()
         observation, info = env.reset(seed=episode_seed)
-        running.append(_Running(env, index, episode_seed, observation, info))
+        steps = [] if index < record else None
+        running.append(_Running(env, index, episode_seed, observation, info, steps=steps))
 
     for _ in range(min(batch_size, episodes)):
         start(TextActions(make(game, **(env_kwargs or {})), on_invalid, cot=cot))
 
+    finished = wins = 0
     with tqdm(
         total=episodes, desc=f"{game} {policy.name}", disable=not progress, unit="episode"
     ) as bar:
@@ -95,11 +123,13 @@ def run_episodes(
                 Turn(r.observation, r.info["prompt"], r.env.game.task, r.env.game.view())
                 for r in batch
             ]
-            for r, reply in zip(batch, policy.replies(turns), strict=True):
+            for r, turn, reply in zip(batch, turns, policy.replies(turns), strict=True):
                 r.observation, reward, terminated, truncated, r.info = r.env.step(reply)
                 r.episode_return += float(reward)
                 r.length += 1
                 r.invalid_actions += bool(r.info["invalid_action"])
+                if r.steps is not None:
+                    r.steps.append(_step(turn, reply, float(reward), terminated, truncated, r.info))
                 if not (terminated or truncated):
                     running.append(r)
                     continue
@@ -110,8 +140,37 @@ def run_episodes(
                     r.info["format_errors"],
                     r.invalid_actions,
                     r.info.get("task_type"),
+                    steps=tuple(r.steps or ()),
+                    final_image=None if r.steps is None else np.array(r.observation),
                 )
+                finished, wins = finished + 1, wins + (r.episode_return > 0)
+                bar.set_postfix(success=f"{wins / finished:.1%}", refresh=False)
                 bar.update()
                 if queue:
                     start(r.env)
     return [episode for episode in results if episode is not None]
+
+
+def _step(turn: Turn, reply: str, reward: float, terminated: bool, truncated: bool,
+          info: dict[str, Any]) -> Step:  # fmt: skip
+    action = info["action"]
+    return Step(
+        image=np.array(turn.image),  # a copy: envs may reuse their picture buffers
+        prompt=turn.prompt,
+        reply=reply,
+        action=action,
+        action_name=_action_name(turn.task, action),
+        parse_reason=info["parse_reason"],
+        format_error=bool(info["format_error"]),
+        invalid_action=bool(info["invalid_action"]),
+        reward=reward,
+        terminated=bool(terminated),
+        truncated=bool(truncated),
+    )
+
+
+def _action_name(task: Any, action: int | None) -> str | None:
+    if action is None:
+        return None
+    names = getattr(task, "action_names", ())
+    return names[action] if 0 <= action < len(names) else str(action)

@@ -11,6 +11,7 @@ import numpy as np
 from rlvlm.games.base import Task
 
 if TYPE_CHECKING:
+    from rlvlm.evaluation.api import ApiSettings
     from rlvlm.models import VLMPolicy
 
 
@@ -75,23 +76,29 @@ class ModelPolicy:
 
 
 BUILT_IN = ("oracle", "random")
+API_PREFIX = "api:"
 
 
 def make_policy(spec: str, seed: int = 0, *, temperature: float = 0.2, max_new_tokens: int = 256,
-                device: str = "cpu") -> Policy:  # fmt: skip
+                device: str = "cpu", api: ApiSettings | None = None) -> Policy:  # fmt: skip
     """The policy named by ``spec``: ``oracle``, ``random``, a model preset such as
-    ``tiny-llava``, or a checkpoint directory."""
+    ``tiny-llava``, a checkpoint directory, or ``api:<model>`` (an OpenAI-compatible
+    endpoint, by ``api`` or the environment's ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``)."""
     if spec == "oracle":
         return OraclePolicy()
     if spec == "random":
         return RandomPolicy(seed)
+    if spec.startswith(API_PREFIX):
+        from rlvlm.evaluation.api import ApiPolicy
+
+        return ApiPolicy(spec.removeprefix(API_PREFIX), api, temperature=temperature,
+                         max_tokens=max_new_tokens)  # fmt: skip
     from rlvlm.models import PRESETS, load_policy
     from rlvlm.models.policy import looks_like_hub_id
 
     if spec not in PRESETS and not Path(spec).exists() and not looks_like_hub_id(spec):
         choices = ", ".join([*BUILT_IN, *PRESETS])
-        raise ValueError(
-            f"unknown policy {spec!r}; choose from {choices}, a checkpoint directory or a hub id"
-        )
+        raise ValueError(f"unknown policy {spec!r}; choose from {choices}, a checkpoint "
+                         f"directory, a hub id or {API_PREFIX}<model>")  # fmt: skip
     model = load_policy(spec, device=device, seed=seed)
     return ModelPolicy(model.eval(), spec, temperature, max_new_tokens)

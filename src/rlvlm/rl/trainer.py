@@ -24,7 +24,7 @@ from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from rlvlm.config import TrainConfig
-from rlvlm.evaluation import ModelPolicy, run_episodes, summarize
+from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
 from rlvlm.models.policy import VLMPolicy
 from rlvlm.models.training import trainable_parameters
 from rlvlm.rl.advantages import normalize
@@ -282,8 +282,10 @@ class PPOTrainer:
 
 
 def evaluate(policy: VLMPolicy, config: TrainConfig, episodes: int | None = None,
-             name: str = "policy", progress: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The held-out evaluation of ``config``: its episodes, seed and sampling settings."""
+             name: str = "policy", progress: bool = False,
+             replays: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """The held-out evaluation of ``config``: its episodes, seed and sampling settings.
+    With ``replays``, the first ``config.eval.replays`` episodes are saved there turn by turn."""
     ppo = config.ppo
     player = ModelPolicy(policy, name, temperature=ppo.temperature,
                          max_new_tokens=ppo.max_new_tokens)  # fmt: skip
@@ -291,7 +293,10 @@ def evaluate(policy: VLMPolicy, config: TrainConfig, episodes: int | None = None
         config.game, player, episodes or config.eval.episodes, config.eval.seed,
         batch_size=max(ppo.num_envs, 16), on_invalid=ppo.on_invalid, cot=ppo.cot,
         env_kwargs={"image_size": policy.image_size}, progress=progress,
+        record=config.eval.replays if replays else 0,
     )  # fmt: skip
+    if replays:
+        save_replays(played, replays, game=config.game, policy=name)
     return summarize(played, config.game, name)
 
 
