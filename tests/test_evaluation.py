@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import rlvlm
 from rlvlm.evaluation import (
@@ -14,12 +16,15 @@ from rlvlm.evaluation import (
     OraclePolicy,
     RandomPolicy,
     eval_seeds,
+    load_replays,
     make_policy,
     run_episodes,
+    save_replays,
     summarize,
     wilson_interval,
 )
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
+from rlvlm.evaluation.paper import comparison_table, paper_rows, versus
 
 GAME_NAMES = list(rlvlm.GAMES)
 SMALL = {"image_size": 64}
@@ -254,3 +259,106 @@ def test_random_policy_is_seeded():
 
     assert play(1) == play(1)
     assert play(1) != play(2)
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def test_run_episodes_records_the_first_episodes_turn_by_turn():
+    recorded = run_episodes("numberline", OraclePolicy(), 6, batch_size=4, env_kwargs=SMALL,
+                            record=2)  # fmt: skip
+    assert recorded == run_episodes("numberline", OraclePolicy(), 6, env_kwargs=SMALL)
+    task = rlvlm.make("numberline").unwrapped.task
+    for episode in recorded[:2]:
+        assert len(episode.steps) == episode.length
+        assert sum(step.reward for step in episode.steps) == episode.episode_return
+        assert all(not (s.terminated or s.truncated) for s in episode.steps[:-1])
+        assert episode.steps[-1].terminated
+        assert episode.final_image.shape == (64, 64, 3)
+        for step in episode.steps:
+            assert step.image.shape == (64, 64, 3) and "number line" in step.prompt
+            assert task.parse(step.reply).action == step.action
+            assert step.action_name == task.action_names[step.action]
+            assert (step.parse_reason, step.format_error, step.invalid_action) == ("ok", 0, 0)
+        # each turn's picture is the state the reply was written for
+        pictures = [step.image for step in episode.steps] + [episode.final_image]
+        assert all((a != b).any() for a, b in itertools.pairwise(pictures))
+    assert all(episode.steps == () and episode.final_image is None for episode in recorded[2:])
+
+
+def test_recorded_format_errors_say_why():
+    episodes = run_episodes("blackjack", GarblePolicy(), 2, on_invalid="noop", env_kwargs=SMALL,
+                            record=1)  # fmt: skip
+    step = episodes[0].steps[0]
+    assert step.reply == "I would rather not say."
+    assert step.format_error and step.action is None and step.action_name is None
+    assert step.parse_reason != "ok" and step.reward == -1.0
+
+
+def test_save_and_load_replays(tmp_path):
+    episodes = run_episodes("ezpoints", OraclePolicy(), 5, env_kwargs=SMALL, record=3)
+    path = save_replays(episodes, tmp_path / "replays", game="ezpoints", policy="oracle")
+    saved = load_replays(tmp_path / "replays")
+    assert path == tmp_path / "replays" / "replays.json"
+    assert (saved["game"], saved["policy"], len(saved["episodes"])) == ("ezpoints", "oracle", 3)
+    for transcript, episode in zip(saved["episodes"], episodes, strict=False):
+        assert transcript["seed"] == episode.seed and transcript["success"] is True
+        assert transcript["episode_return"] == episode.episode_return
+        assert [step["reply"] for step in transcript["steps"]] == [s.reply for s in episode.steps]
+        names = [step["image"] for step in transcript["steps"]] + [transcript["final_image"]]
+        for name, image in zip(names, [*(s.image for s in episode.steps), episode.final_image],
+                               strict=True):  # fmt: skip
+            assert np.array_equal(np.asarray(Image.open(tmp_path / "replays" / name)), image)
+    # a second save replaces the first; nothing recorded saves nothing
+    save_replays(episodes[:1], tmp_path / "replays", game="ezpoints", policy="oracle")
+    assert len(load_replays(tmp_path / "replays")["episodes"]) == 1
+    assert len(list((tmp_path / "replays").glob("episode-01-*"))) == 0
+    unrecorded = run_episodes("ezpoints", OraclePolicy(), 2, env_kwargs=SMALL)
+    assert save_replays(unrecorded, tmp_path / "none", game="ezpoints", policy="oracle") is None
+    assert load_replays(tmp_path / "none") is None
+
+
+# ----------------------------------------------------------------------------- the paper
+
+
+def test_paper_rows_and_comparison():
+    rows = dict(paper_rows("numberline"))
+    assert rows["paper (LLaVA-1.6-7B + PPO)"] == 0.894 and rows["GPT-4V"] == 0.655
+    assert "later work (Qwen-VL, group-relative RL)" not in dict(paper_rows("blackjack"))
+    assert [versus(0.894, ci) for ci in ([0.9, 1.0], [0.8, 0.9], [0.5, 0.6])] == [
+        "below", "within", "above",
+    ]  # fmt: skip
+    result = summarize(EPISODES, "numberline", "my-policy")
+    table = comparison_table(result).splitlines()
+    assert "Table 2" in table[0]
+    assert table[2].split()[:2] == ["my-policy", "50.0%"]
+    assert any(line.split()[-2:] == ["89.4%", "above"] for line in table)
+    assert len(table) == 3 + len(rows)
+
+
+def test_eval_prints_per_task_rows(capsys):
+    from rlvlm.cli import _print_result
+
+    result = summarize(
+        [Episode(0, 60.0, 10, 0, 0, task_type="pick"), Episode(1, -3.0, 5, 1, 0, "clean")],
+        "alfworld",
+        "oracle",
+    )
+    _print_result(result)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4  # header, overall, then one row per task type
+    assert lines[1].split()[:4] == ["alfworld", "oracle", "2", "50.0%"]
+    assert lines[2].split()[:3] == ["clean", "1", "0.0%"]
+    assert lines[3].split()[:3] == ["pick", "1", "100.0%"]
+
+
+def test_eval_compare_paper_and_replays(tmp_path, capsys):
+    from rlvlm.cli import REPLAY_EPISODES, main
+
+    replays = tmp_path / "replays"
+    args = ["eval", "--game", "blackjack", "--policy", "oracle", "--episodes", "12",
+            "--image-size", "64", "--compare-paper", "--replays", str(replays)]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Table 2" in out and "40.2%" in out and "Gemini" in out
+    assert len(load_replays(replays)["episodes"]) == REPLAY_EPISODES < 12

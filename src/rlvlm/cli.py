@@ -272,6 +272,20 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from rlvlm.report import write_report
+
+    try:
+        page = write_report(args.runs, args.out)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"cannot write the report: {error}") from None
+    what = "report" if len(args.runs) == 1 else f"comparison of {len(args.runs)} runs"
+    print(f"{what} written to {page}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from rlvlm import bench
 
@@ -449,6 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
     sft.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
     sft.set_defaults(run=cmd_sft)
+
+    report = commands.add_parser(
+        "report", help="a static HTML report of a run, or a comparison of several runs"
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    report.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where index.html and its pictures go (default: RUN_DIR/report for one run, "
+        "comparison/ beside the first run for several)",
+    )
+    report.set_defaults(run=cmd_report)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
     bench.add_argument("what", choices=["envs", "rollout"])

@@ -1,0 +1,95 @@
+"""Training curves as PNG pictures, drawn with matplotlib's object API (no global state)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from rlvlm.report.runs import Run
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    #: (metrics.jsonl key, its label in the legend)
+    series: tuple[tuple[str, str], ...]
+    percent: bool = False
+    #: A rate shown on its whole 0-100 % scale, so that runs and stages compare at a glance.
+    full_scale: bool = False
+
+
+PANELS = (
+    Panel("Success rate", (("charts/success_rate", "training episodes"),
+                           ("eval/success_rate", "held-out evaluation")), percent=True,
+          full_scale=True),
+    Panel("Episode return", (("charts/episode_return", "training episodes"),
+                             ("eval/mean_return", "held-out evaluation"))),
+    Panel("Format errors (per step)", (("charts/format_error_rate", "training"),
+                                       ("eval/format_error_rate", "held-out evaluation")),
+          percent=True, full_scale=True),
+    Panel("Episode length", (("charts/episode_length", "training episodes"),
+                             ("eval/mean_length", "held-out evaluation"))),
+    Panel("Policy loss", (("losses/policy_loss", "policy loss"),)),
+    Panel("Value loss", (("losses/value_loss", "value loss"),)),
+    Panel("KL", (("losses/approx_kl", "approx. KL to the rollout policy"),
+                 ("losses/kl_reference", "KL to the starting policy"))),
+    Panel("Clip fraction", (("losses/clipfrac", "clipped share"),), percent=True),
+    Panel("Entropy (per token)", (("losses/entropy", "entropy"),)),
+    Panel("Reply log-probs (per step)", (("charts/thought_logprob", "thought tokens"),
+                                         ("charts/action_logprob", "action tokens"))),
+)  # fmt: skip
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def curve(panel: Panel, runs: Sequence[Run], reference: tuple[str, float] | None = None,
+          ) -> bytes | None:  # fmt: skip
+    """The panel's curves for every run as PNG bytes, or None if no run logged any of them.
+
+    One colour per run (per metric for one run) and one line style per metric;
+    ``reference`` draws a labelled horizontal line (the paper's figure, say).
+    """
+    lines = [
+        (run_index, series_index, label, run.series(key))
+        for run_index, run in enumerate(runs)
+        for series_index, (key, label) in enumerate(panel.series)
+    ]
+    lines = [line for line in lines if line[3][0]]
+    if not lines:
+        return None
+    figure = Figure(figsize=(5.2, 3.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    for run_index, series_index, label, (updates, values) in lines:
+        if panel.percent:
+            values = [100 * value for value in values]
+        name = label if len(runs) == 1 else runs[run_index].name
+        if len(runs) > 1 and len(panel.series) > 1:
+            name = f"{name}: {label}"
+        few = len(updates) < 40
+        colour = run_index if len(runs) > 1 else series_index  # one run: a colour a metric
+        axes.plot(updates, values, _STYLES[series_index % len(_STYLES)],
+                  color=f"C{colour % 10}", marker="o" if few else None, markersize=3,
+                  label=name)  # fmt: skip
+    if reference is not None:
+        label, value = reference
+        axes.axhline(100 * value if panel.percent else value, color="grey", linestyle=":",
+                     linewidth=1, label=label)  # fmt: skip
+    axes.set_title(panel.title, fontsize=10)
+    axes.set_xlabel("PPO update", fontsize=9)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last_update = max(max(updates) for *_, (updates, _) in lines)
+    axes.set_xlim(0, last_update + 0.5)
+    if panel.full_scale:
+        axes.set_ylim(-3, 103)
+    if panel.percent:
+        axes.set_ylabel("%", fontsize=9)
+    axes.tick_params(labelsize=8)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
