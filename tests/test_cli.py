@@ -11,6 +11,7 @@ from PIL import Image
 
 from rlvlm import GAMES
 from rlvlm.cli import main
+from rlvlm.games import CARD_GAMES
 
 RESULT_KEYS = {
     "game", "policy", "episodes", "success_rate", "success_ci95", "mean_return", "std_return",
@@ -76,10 +77,10 @@ def test_bench_envs_prints_each_game_beside_its_baseline(capsys):
     from rlvlm.bench import bench_envs
 
     rows = bench_envs(seconds=0.05)
-    assert [row["game"] for row in rows] == list(GAMES)
+    assert [row["game"] for row in rows] == list(CARD_GAMES)
     assert all(row["steps_per_s"] > 0 and row["uncached_steps_per_s"] > 0 for row in rows)
     out = capsys.readouterr().out
-    assert "uncached" in out and all(name in out for name in GAMES)
+    assert "uncached" in out and all(name in out for name in CARD_GAMES)
 
 
 def test_an_unsupported_checkpoint_and_an_unwritable_cache_are_one_line_errors(tmp_path):

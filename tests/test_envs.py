@@ -20,7 +20,7 @@ from rlvlm.games.cards import RANKS, SUITS, Card
 from rlvlm.games.numberline import NumberLineView
 from rlvlm.games.points import PointsView
 
-GAME_NAMES = list(rlvlm.GAMES)
+GAME_NAMES = list(rlvlm.games.CARD_GAMES)  # ALFWorld: tests/test_alfworld.py
 SMALL = 64  # pixels, where the picture does not matter
 
 #: Pinned starts that every game accepts, for tests that need a known state.
@@ -67,7 +67,7 @@ def test_check_env(name, image_size):
         check_env(env.unwrapped)
 
 
-@pytest.mark.parametrize("game", rlvlm.GAMES.values(), ids=GAME_NAMES)
+@pytest.mark.parametrize("game", [rlvlm.GAMES[name] for name in GAME_NAMES], ids=GAME_NAMES)
 def test_gymnasium_make_by_id(game):
     env = gym.make(game.env_id, image_size=SMALL)
     assert env.spec is not None and env.spec.id == game.env_id
@@ -84,6 +84,7 @@ def test_env_ids_and_unknown_game():
         "rlvlm/EZPoints-v0",
         "rlvlm/Points24-v0",
         "rlvlm/Blackjack-v0",
+        "rlvlm/ALFWorld-v0",
     ]
     with pytest.raises(ValueError, match="numberline, ezpoints, points24, blackjack"):
         get_game("nope")

@@ -26,7 +26,7 @@ from rlvlm.evaluation import (
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.evaluation.paper import comparison_table, paper_rows, versus
 
-GAME_NAMES = list(rlvlm.GAMES)
+GAME_NAMES = list(rlvlm.games.CARD_GAMES)  # ALFWorld: tests/test_alfworld.py
 SMALL = {"image_size": 64}
 Z95 = 1.959964
 

@@ -37,7 +37,7 @@ def play(name: str, options: dict, actions: list[int], **kwargs) -> tuple[list, 
 
 
 def test_action_names_follow_the_spec():
-    names = {name: rlvlm.make(name).unwrapped.task.action_names for name in rlvlm.GAMES}
+    names = {name: rlvlm.make(name).unwrapped.task.action_names for name in rlvlm.games.CARD_GAMES}
     numbers = tuple(str(n) for n in range(1, 11))
     assert names["numberline"] == ("-", "+")
     assert names["ezpoints"] == (*numbers, *EZ_ACTIONS)
@@ -45,7 +45,7 @@ def test_action_names_follow_the_spec():
     assert names["blackjack"] == ("stand", "hit")
 
 
-@pytest.mark.parametrize("name", list(rlvlm.GAMES))
+@pytest.mark.parametrize("name", rlvlm.games.CARD_GAMES)
 @pytest.mark.parametrize("action", [99, -1, 1.0, "1"])
 def test_invalid_action_id_raises(name, action):
     env = rlvlm.make(name, image_size=SMALL)

@@ -13,7 +13,7 @@ from rlvlm.games.cards import hand_total
 from rlvlm.games.formula import format_formula
 from rlvlm.games.wrappers import TextActions
 
-GAME_NAMES = list(rlvlm.GAMES)
+GAME_NAMES = list(rlvlm.games.CARD_GAMES)  # ALFWorld: tests/test_alfworld.py
 SMALL = 64
 GARBAGE = "I am not sure what to do here."
 

@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable
 from time import perf_counter
 
-from rlvlm.games import GAMES, make, render
+from rlvlm.games import CARD_GAMES, make, render
 
 #: Steps per second each game must reach on a 2-core CPU, rendering included.
 ENV_TARGETS = {"numberline": 5000, "ezpoints": 2000, "points24": 2000, "blackjack": 2000}
@@ -37,7 +37,7 @@ def bench_envs(seconds: float = 2.0, games: list[str] | None = None) -> list[dic
     """Measure every game cached and uncached, printing a row as each one finishes."""
     print(f"{'game':<12}{'steps/s':>10}{'uncached':>11}{'speed-up':>10}{'target':>9}")
     rows = []
-    for game in games or list(GAMES):
+    for game in games or list(CARD_GAMES):
         fast = env_steps_per_second(game, seconds)
         slow = env_steps_per_second(game, seconds, uncached=True)
         target = ENV_TARGETS.get(game, 0)
@@ -112,3 +112,30 @@ def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
         "one_at_a_time": figures["one at a time"],
         "ratio": ratio,
     }
+
+
+def bench_alfworld(episodes: int = 5, split: str = "valid_unseen") -> dict[str, float]:
+    """Median seconds of ALFWorld's first reset of a seed (generating a game and checking that
+    the expert wins it, then loading it), of a reset of a game already made, and of a step,
+    over ``episodes`` episodes that the expert plays."""
+    env = make("alfworld", split=split)
+    game = env.unwrapped
+    first, again, steps = [], [], []
+    for seed in range(episodes):
+        for times in (first, again):
+            start = perf_counter()
+            env.reset(seed=seed)
+            times.append(perf_counter() - start)
+        done = False
+        while not done:
+            start = perf_counter()
+            _, _, terminated, truncated, _ = env.step(game.task.oracle_action(game.view()))
+            steps.append(perf_counter() - start)
+            done = terminated or truncated
+    env.close()
+    row = {"new_game_reset_s": statistics.median(first), "reset_s": statistics.median(again),
+           "step_s": statistics.median(steps)}  # fmt: skip
+    print(f"{'new game reset':>15}{'reset':>9}{'step':>9}  ({episodes} {split} episodes)")
+    print(f"{row['new_game_reset_s']:>14.2f}s{row['reset_s']:>8.2f}s"
+          f"{row['step_s'] * 1000:>7.0f}ms")  # fmt: skip
+    return row

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 from PIL import Image
 
-from rlvlm.games import GAMES
+from rlvlm.games import CARD_GAMES, GAMES
 
 EPILOG = "Bad input ends with one error line and exit code 2."
 #: Episodes ``rlvlm eval --replays`` records.
@@ -55,12 +55,15 @@ def _image_size(text: str) -> int:
 
 def cmd_games(args: argparse.Namespace) -> int:
     for game in GAMES.values():
-        env = game.make(image_size=args.image_size)
         needs = f"  (needs rlvlm[{game.extra}])" if game.extra else ""
-        print(
-            f"{game.name:<12}{game.env_id:<22}{env.action_space.n:>3} actions  "
-            f"{game.summary}{needs}"
-        )
+        try:
+            env = game.make(image_size=args.image_size)
+        except ImportError:
+            print(f"{game.name:<12}{game.env_id:<22}{'':>11}  {game.summary}{needs}, not installed")
+            continue
+        fixed = env.unwrapped.task.action_names
+        actions = f"{len(fixed):>3} actions" if fixed else "  commands"
+        print(f"{game.name:<12}{game.env_id:<22}{actions}  {game.summary}{needs}")
         if args.render:
             path = Path(args.render) / f"{game.name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,9 +294,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "envs":
         bench.bench_envs(seconds=args.seconds)
+    elif args.what == "alfworld":
+        try:
+            bench.bench_alfworld(episodes=args.envs)
+        except ImportError as error:
+            raise _UsageError(str(error)) from None
     else:
         _quiet_transformers()
         bench.bench_rollout(preset=args.model, envs=args.envs)
+    return 0
+
+
+def cmd_alfworld(args: argparse.Namespace) -> int:
+    from rlvlm.games.alfworld.generate import write_suite
+
+    try:
+        paths = write_suite(args.out, args.games, args.split, seed=args.seed,
+                            max_steps=args.max_steps, progress=sys.stderr.isatty())  # fmt: skip
+    except ImportError as error:
+        raise _UsageError(str(error)) from None
+    except OSError as error:
+        raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
+    print(f"{len(paths)} {args.split} games, each won by the expert within {args.max_steps} "
+          f"steps, written to {Path(args.out) / 'json_2.1.1' / args.split}; play them with "
+          f"ALFWORLD_DATA={args.out}")  # fmt: skip
     return 0
 
 
@@ -400,11 +424,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(run=cmd_eval)
 
+    alfworld = commands.add_parser("alfworld", help="ALFWorld games made offline")
+    alfworld.add_argument("action", choices=["generate"])
+    alfworld.add_argument("--out", metavar="DIR", required=True, help="where the suite goes")
+    alfworld.add_argument("--games", metavar="N", type=_positive, required=True)
+    alfworld.add_argument("--split", choices=["train", "valid_seen", "valid_unseen"],
+                          default="train")  # fmt: skip
+    alfworld.add_argument("--seed", metavar="S", type=_non_negative, default=0)
+    alfworld.add_argument("--max-steps", type=_positive, default=50,
+                          help="the expert must win each game within this many steps")  # fmt: skip
+    alfworld.set_defaults(run=cmd_alfworld)
+
     pretrain = commands.add_parser(
         "pretrain", help="teach a tiny preset's vision tower to read the games (cached)"
     )
     pretrain.add_argument("--model", type=_preset, default="tiny-llava", help="a tiny preset")
-    pretrain.add_argument("--games", nargs="+", choices=list(GAMES), default=list(GAMES))
+    pretrain.add_argument("--games", nargs="+", choices=CARD_GAMES, default=list(CARD_GAMES))
     pretrain.add_argument("--steps", type=_positive, help="training steps (default: 1000)")
     pretrain.add_argument("--seed", type=_non_negative, default=0)
     pretrain.set_defaults(run=cmd_pretrain)
@@ -477,10 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
-    bench.add_argument("what", choices=["envs", "rollout"])
+    bench.add_argument("what", choices=["envs", "rollout", "alfworld"])
     bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
     bench.add_argument("--model", help="rollout: the preset to time (default: the default one)")
-    bench.add_argument("--envs", type=_positive, default=8, help="rollout: environments")
+    bench.add_argument("--envs", type=_positive, default=8,
+                       help="rollout: environments; alfworld: episodes")  # fmt: skip
     bench.set_defaults(run=cmd_bench)
     return parser
 

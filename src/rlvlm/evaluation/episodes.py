@@ -44,6 +44,9 @@ class Episode:
     format_errors: int
     invalid_actions: int
     task_type: str | None = None
+    #: Whether the task was done, for games that say so (ALFWorld, whose shaped rewards make
+    #: a lost episode's return positive); None for the others.
+    won: bool | None = None
     #: Recorded turns (``run_episodes(record=...)``) and the picture after the last one.
     #: Not part of equality: two runs of the same deals are equal with or without them.
     steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
@@ -51,7 +54,8 @@ class Episode:
 
     @property
     def success(self) -> bool:
-        return self.episode_return > 0
+        """Won, where the game says; otherwise a return above 0 (the paper's definition)."""
+        return self.won if self.won is not None else self.episode_return > 0
 
 
 def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
@@ -140,10 +144,11 @@ def run_episodes(
                     r.info["format_errors"],
                     r.invalid_actions,
                     r.info.get("task_type"),
+                    r.info.get("won"),
                     steps=tuple(r.steps or ()),
                     final_image=None if r.steps is None else np.array(r.observation),
                 )
-                finished, wins = finished + 1, wins + (r.episode_return > 0)
+                finished, wins = finished + 1, wins + results[r.index].success
                 bar.set_postfix(success=f"{wins / finished:.1%}", refresh=False)
                 bar.update()
                 if queue:

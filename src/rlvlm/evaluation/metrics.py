@@ -35,7 +35,7 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:
     returns = np.array([e.episode_return for e in episodes], dtype=float)
     steps = sum(e.length for e in episodes)
-    wins = int((returns > 0).sum())
+    wins = sum(e.success for e in episodes)
     return {
         "episodes": len(episodes),
         "success_rate": wins / len(episodes),
@@ -49,7 +49,8 @@ def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:
 
 
 def summarize(episodes: Sequence[Episode], game: str, policy: str) -> dict[str, Any]:
-    """The evaluation result: success is an episode return above 0, as in the paper.
+    """The evaluation result: success is an episode return above 0, as in the paper (for
+    ALFWorld, a won task, as the paper counts it there).
 
     Error rates are per step. ``per_task`` holds the same figures per task type for games
     that have task types, and is empty otherwise.

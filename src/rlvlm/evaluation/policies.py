@@ -45,7 +45,8 @@ class OraclePolicy:
 
 
 class RandomPolicy:
-    """Uniformly random actions out of the whole action space, in well-formed replies."""
+    """Uniformly random actions out of the whole action space (the admissible commands, in a
+    game whose actions change with its state), in well-formed replies."""
 
     name = "random"
     image_size = None
@@ -55,7 +56,7 @@ class RandomPolicy:
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         return [
-            turn.task.reply(turn.view, int(self.rng.integers(len(turn.task.action_names))))
+            turn.task.reply(turn.view, int(self.rng.integers(len(turn.task.actions(turn.view)))))
             for turn in turns
         ]
 

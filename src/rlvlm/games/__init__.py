@@ -47,8 +47,17 @@ GAMES: dict[str, Game] = {
             "rlvlm.games.blackjack:BlackjackEnv",
             "beat the dealer: hit or stand",
         ),
+        Game(
+            "alfworld",
+            "rlvlm/ALFWorld-v0",
+            "rlvlm.games.alfworld:ALFWorldEnv",
+            "household tasks: find, clean, heat, cool and place things",
+            extra="alfworld",
+        ),
     )
 }
+#: The picture games of the gym_cards suite: a fixed action set, labels to learn to read.
+CARD_GAMES: tuple[str, ...] = ("numberline", "ezpoints", "points24", "blackjack")
 
 
 def get_game(name: str) -> Game:

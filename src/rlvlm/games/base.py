@@ -48,7 +48,8 @@ class Task(ABC):
     """A game's prompt, reply parser, expert and picture, as pure functions of a view."""
 
     game: ClassVar[str]
-    #: The canonical text of each action, indexed by action id.
+    #: The canonical text of each action, indexed by action id; empty for a game whose
+    #: actions change from state to state (see ``actions``).
     action_names: ClassVar[tuple[str, ...]]
     #: Other words a model may use for an action, lower case.
     aliases: ClassVar[Mapping[str, int]] = {}
@@ -59,8 +60,13 @@ class Task(ABC):
             self.aliases
         )
 
-    def parse(self, reply: str) -> ParsedAction:
-        """The action a reply names, or why it names none."""
+    def actions(self, view: Any) -> tuple[str, ...]:
+        """The text of each action id in ``view``: the fixed ``action_names`` by default."""
+        return self.action_names
+
+    def parse(self, reply: str, view: Any = None) -> ParsedAction:
+        """The action a reply names, or why it names none. Games with a fixed action set
+        read it without the view."""
         return parse_action(reply, self.names)
 
     @abstractmethod
@@ -94,7 +100,7 @@ class Task(ABC):
     def reply(self, view: Any, action: int, cot: bool = True) -> str:
         """The reply an expert would write: the thought fields, then the action, as JSON."""
         fields = self.thoughts(view, action) if cot else {}
-        return json.dumps(fields | {"action": self.action_names[action]}, ensure_ascii=False)
+        return json.dumps(fields | {"action": self.actions(view)[action]}, ensure_ascii=False)
 
 
 def reply_format(fields: Sequence[tuple[str, str]]) -> str:

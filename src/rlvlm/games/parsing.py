@@ -10,11 +10,11 @@ string, however hostile, parses in linear time without raising.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ParsedAction", "find_keys", "find_values", "parse_action"]
+__all__ = ["ParsedAction", "find_keys", "find_values", "parse_action", "parse_choice"]
 
 MAX_VALUE_CHARS = 200
 """Values are cut to this length: actions and CoT fields are short, and the cap keeps the
@@ -138,7 +138,11 @@ def parse_action(reply: str, names: Mapping[str, int]) -> ParsedAction:
     >>> parse_action('{"action": 10}', {"1": 0, "10": 9})
     ParsedAction(action=9, reason='ok')
     """
-    parsed = [_parse_value(value, names) for value in find_values(reply, "action")]
+    return _one_action([_parse_value(value, names) for value in find_values(reply, "action")])
+
+
+def _one_action(parsed: list[ParsedAction]) -> ParsedAction:
+    """What the action keys of one reply say together: keys that agree are one action."""
     if not parsed:
         return ParsedAction(None, "no action key")
     actions = {p.action for p in parsed if p.valid}
@@ -147,3 +151,60 @@ def parse_action(reply: str, names: Mapping[str, int]) -> ParsedAction:
     if actions:
         return ParsedAction(None, "conflicting action keys")
     return parsed[0]
+
+
+def _phrase_in(phrase: str, text: str) -> bool:
+    """Whether ``phrase`` occurs in ``text`` as whole words ("cabinet 1" is not in "cabinet 10")."""
+    start = text.find(phrase)
+    while start != -1:
+        end = start + len(phrase)
+        if (start == 0 or not text[start - 1].isalnum()) and (
+            end == len(text) or not text[end].isalnum()
+        ):
+            return True
+        start = text.find(phrase, start + 1)
+    return False
+
+
+def _choose(value: str, choices: Sequence[str], canonical: Callable[[str], str]) -> ParsedAction:
+    value = _normalise(value)
+    if not value:
+        return ParsedAction(None, "empty action")
+    exact = {_normalise(choice): index for index, choice in enumerate(choices)}
+    if value in exact:
+        return ParsedAction(exact[value], "ok")
+    forms = {canonical(_normalise(choice)): index for index, choice in enumerate(choices)}
+    value = canonical(value)
+    if value in forms:
+        return ParsedAction(forms[value], "ok")
+    named = [form for form in forms if _phrase_in(form, value)]
+    # A choice inside a longer named one ("look" in "look at apple 1") is not named itself.
+    named = [form for form in named if not any(form != o and _phrase_in(form, o) for o in named)]
+    if len(named) == 1:
+        return ParsedAction(forms[named[0]], "ok")
+    if named:
+        return ParsedAction(None, "several actions: " + ", ".join(map(repr, named[:3])))
+    return ParsedAction(None, f"not an admissible action {value[:40]!r}")
+
+
+def parse_choice(
+    reply: str, choices: Sequence[str], canonical: Callable[[str], str] = lambda text: text
+) -> ParsedAction:
+    """Read the ``action`` value(s) of ``reply`` as one of ``choices``, the actions of the
+    moment (ALFWorld's admissible commands), by index.
+
+    A value matches a choice exactly (any case, spacing, quotes or final full stop), then in
+    the ``canonical`` form of both (a game's own spelling rules), then by naming exactly one
+    choice as whole words within longer text.
+
+    >>> choices = ["go to cabinet 1", "go to cabinet 10", "look"]
+    >>> parse_choice('{"thoughts": "...", "action": "Go to Cabinet 10."}', choices)
+    ParsedAction(action=1, reason='ok')
+    >>> parse_choice('{"action": "I will go to cabinet 1 now"}', choices)
+    ParsedAction(action=0, reason='ok')
+    >>> parse_choice('{"action": "go to cabinet 2"}', choices).reason
+    "not an admissible action 'go to cabinet 2'"
+    """
+    return _one_action(
+        [_choose(value, choices, canonical) for value in find_values(reply, "action")]
+    )

@@ -57,7 +57,7 @@ class TextActions(gym.Wrapper):
     def step(self, reply: str):
         if self._last_info is None:
             raise RuntimeError("call reset() before step()")
-        parsed = self.game.task.parse(reply)
+        parsed = self.game.task.parse(reply, self.game.view())
         action = parsed.action
         if action is None and self.on_invalid == "random":
             action = int(self._fallback_rng.choice(self.game.legal_actions()))

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from rlvlm.games import GAMES, make
+from rlvlm.games import CARD_GAMES, make
 
 CORPUS_SEEDS = range(200)
 
@@ -15,7 +15,7 @@ CORPUS_SEEDS = range(200)
 def game_corpus(seeds: Sequence[int] = CORPUS_SEEDS) -> Iterator[str]:
     """Every game's prompts (with and without chain of thought) and truthful replies for every
     action, over fixed deals: the text a tiny model reads and writes."""
-    for name in GAMES:
+    for name in CARD_GAMES:
         env = make(name, image_size=32)
         game = env.unwrapped
         for seed in seeds:

@@ -43,7 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
-from rlvlm.games import GAMES, get_game
+from rlvlm.games import CARD_GAMES, get_game
 from rlvlm.games.base import CardGameEnv
 from rlvlm.io import write_json
 from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
@@ -291,9 +291,12 @@ def _games(games: Sequence[str] | str) -> tuple[str, ...]:
         games = [games]
     for game in games:
         get_game(game)  # a ValueError naming the choices
+        if game not in CARD_GAMES:
+            raise ValueError(f"{game} has no picture labels to learn; choose from "
+                             f"{', '.join(CARD_GAMES)}")  # fmt: skip
     if not games:
-        raise ValueError(f"name at least one game: {', '.join(GAMES)}")
-    return tuple(game for game in GAMES if game in set(games))
+        raise ValueError(f"name at least one game: {', '.join(CARD_GAMES)}")
+    return tuple(game for game in CARD_GAMES if game in set(games))
 
 
 def shift_at(step: int, total: int, recipe: VisionRecipe) -> int:

@@ -1,0 +1,270 @@
+"""ALFWorld on the alfworld package's engine: generation, rewards, the parser, the pipeline."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rlvlm
+from rlvlm.cli import main
+from rlvlm.evaluation import OraclePolicy, RandomPolicy, run_episodes, summarize
+from rlvlm.games.alfworld import engine, generate
+from rlvlm.games.alfworld.env import ALFWorldView, canonical_command, game_files
+from rlvlm.games.wrappers import TextActions
+from rlvlm.sft.data import load_demonstrations, write_demonstrations
+
+GAMES_PER_TYPE = 5
+
+
+@pytest.fixture(autouse=True)
+def no_official_data(monkeypatch, tmp_path_factory):
+    """Generated games unless a test points ALFWORLD_DATA at a suite."""
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path_factory.getbasetemp() / "no-data"))
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> Path:
+    """Thirty valid-unseen games, five of each type, as `rlvlm alfworld generate` writes them."""
+    out = tmp_path_factory.mktemp("suite")
+    generate.write_suite(out, GAMES_PER_TYPE * len(generate.TASK_TYPES), "valid_unseen", seed=1)
+    return out
+
+
+def make(**kwargs):
+    return rlvlm.make("alfworld", image_size=kwargs.pop("image_size", 64), **kwargs)
+
+
+# -------------------------------------------------------------------------------- generation
+
+
+def test_generation_is_deterministic_per_seed():
+    first = generate.generate_game(5, "train")
+    assert first == generate.generate_game(5, "train")
+    assert first.game["pddl_problem"] != generate.generate_game(6, "train").game["pddl_problem"]
+    seen = generate.generate_game(5, "valid_seen")
+    assert seen.game["pddl_problem"] != first.game["pddl_problem"]
+
+
+def test_every_task_type_appears_and_splits_keep_their_rooms():
+    games = [generate.generate_game(seed, "train") for seed in range(40)]
+    assert set(Counter(g.task_type for g in games)) == set(generate.TASK_TYPES)
+    rooms = {g.traj_data["scene"]["scene_num"] for g in games}
+    assert len(rooms) > 15 and not rooms & set(generate.UNSEEN_FLOOR_PLANS)
+    unseen = {generate.generate_game(s, "valid_unseen").traj_data["scene"]["scene_num"]
+              for s in range(12)}  # fmt: skip
+    assert unseen <= set(generate.UNSEEN_FLOOR_PLANS) and len(unseen) > 1
+    with pytest.raises(ValueError, match="train, valid_seen, valid_unseen"):
+        generate.generate_game(0, "test")
+
+
+def test_the_suite_is_the_official_tree_and_every_type_is_there(suite):
+    files = game_files(suite / "json_2.1.1", "valid_unseen")
+    types = Counter(json.loads((f.parent / engine.TRAJ_FILE).read_text())["task_type"]
+                    for f in files)  # fmt: skip
+    assert types == dict.fromkeys(generate.TASK_TYPES, GAMES_PER_TYPE)
+    game = json.loads(files[0].read_text())
+    assert set(game) == {"pddl_domain", "grammar", "pddl_problem", "solvable"}
+    assert "UNKNOWN GOAL" not in game["grammar"]
+
+
+def test_the_expert_wins_every_generated_game(suite):
+    env = make(max_steps=50)
+    game = env.unwrapped
+    won = Counter()
+    for path in game_files(suite / "json_2.1.1", "valid_unseen"):
+        _, info = env.reset(seed=0, options={"game_file": str(path)})
+        while True:
+            _, _, terminated, truncated, info = env.step(game.task.oracle_action(game.view()))
+            if terminated or truncated:
+                break
+        assert info["won"], path.parent.parent.name
+        won[info["task_type"]] += 1
+    assert won == dict.fromkeys(generate.TASK_TYPES, GAMES_PER_TYPE)
+
+
+def test_alfworld_data_plays_a_suite(suite, monkeypatch):
+    monkeypatch.setenv("ALFWORLD_DATA", str(suite))
+    env = make(split="valid_unseen")
+    _, info = env.reset(seed=3)
+    assert env.unwrapped.data_dir == suite / "json_2.1.1"
+    assert info["task"] in {json.loads(p.read_text())["grammar"].split("Your task is to: ")[1]
+                            .split(".")[0] for p in game_files(suite / "json_2.1.1",
+                                                               "valid_unseen")}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- the env
+
+
+def test_check_env_and_same_seed_replays():
+    env = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+    first, info = env.reset(seed=11)
+    again, info_again = env.reset(seed=11)
+    assert np.array_equal(first, again) and info == info_again
+    assert info["task_type"] in generate.TASK_TYPES and info["won"] is False
+    assert info["admissible_commands"] == list(env.unwrapped.view().admissible)
+    assert "Your task is to" in info["observation"]
+
+
+def test_reward_shaping_on_a_scripted_episode():
+    env = make(task_type="pick_and_place_simple", max_steps=50)
+    game = env.unwrapped
+    env.reset(seed=2)
+    progress, rewards = [], []
+    while True:
+        view = game.view()
+        command_index = game.task.oracle_action(view)
+        _, reward, terminated, truncated, info = env.step(command_index)
+        rewards.append(reward)
+        progress.append(info["goal_condition_success_rate"])
+        if terminated or truncated:
+            break
+    assert terminated and info["won"]
+    # One goal condition (the object in the receptacle): met only at the last step.
+    assert progress[:-1] == [0.0] * (len(progress) - 1) and progress[-1] == 1.0
+    assert rewards == [0.0] * (len(rewards) - 1) + [51.0]
+
+
+def test_an_inadmissible_action_costs_one_and_changes_nothing():
+    env = make(task_type="pick_heat_then_place_in_recep")
+    game = env.unwrapped
+    env.reset(seed=4)
+    for _ in range(12):  # far enough that the expert holds the object: progress is shown
+        if game.view().holding:
+            break
+        env.step(game.task.oracle_action(game.view()))
+    before = game.view()
+    _, reward, terminated, truncated, info = env.step(len(before.admissible) + 3)
+    assert info["invalid_action"] and info["observation"] == "Nothing happens."
+    assert reward == pytest.approx(info["goal_condition_success_rate"] - 1.0)
+    assert game.view().admissible == before.admissible and game.view().holding == before.holding
+    assert not (terminated or truncated)
+    with pytest.raises(ValueError):
+        env.step(-1)
+
+
+def test_the_step_limit_truncates():
+    env = make(max_steps=3)
+    env.reset(seed=1)
+    look = env.unwrapped.view().admissible.index("look")
+    ends = [env.step(look)[2:4] for _ in range(3)]
+    assert ends == [(False, False), (False, False), (False, True)]
+
+
+def test_the_picture_shows_the_situation():
+    env = make(image_size=300)
+    game = env.unwrapped
+    first, _ = env.reset(seed=7)
+    assert first.shape == (300, 300, 3) and first.std() > 10
+    go = next(i for i, c in enumerate(game.view().admissible) if c.startswith("go to "))
+    after, *_ = env.step(go)
+    assert game.view().at and not np.array_equal(first, after)
+
+
+# ------------------------------------------------------------------------------- the parser
+
+ADMISSIBLE = ("examine countertop 1", "go to cabinet 1", "go to cabinet 10", "help",
+              "inventory", "look", "move apple 1 to countertop 1",
+              "take mug 2 from countertop 1")  # fmt: skip
+
+
+def view_with(admissible=ADMISSIBLE) -> ALFWorldView:
+    return ALFWorldView("put some apple on countertop", "pick_and_place_simple", "",
+                        tuple(admissible), ("cabinet 1", "countertop 1"), "countertop 1",
+                        False, ("mug 2",), "apple 1", "look")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "command"),
+    [
+        ('{"thoughts": "I hold the apple.", "action": "move apple 1 to countertop 1"}',
+         "move apple 1 to countertop 1"),
+        ("```json\n{'thoughts': 'x', 'action': 'Go to Cabinet 10.'}\n```", "go to cabinet 10"),
+        ('{"thoughts": "...", "action": "go to cabinet 1"}', "go to cabinet 1"),
+        ('{"action": "put the apple 1 on the countertop 1"}', "move apple 1 to countertop 1"),
+        ('{"action": "pick up mug 2 from countertop 1"}', "take mug 2 from countertop 1"),
+        ('{"action": "I will take mug 2 from countertop 1 now"}', "take mug 2 from countertop 1"),
+        ('{"action": "  LOOK  "}', "look"),
+        ('{"thoughts": "then go to cabinet 10", "action": "go to cabinet 10', "go to cabinet 10"),
+        ("thoughts: cabinets first\naction: go to cabinet 1", "go to cabinet 1"),
+    ],
+)  # fmt: skip
+def test_the_parser_reads_noisy_replies(reply, command):
+    task = make().unwrapped.task
+    parsed = task.parse(reply, view_with())
+    assert parsed.valid and ADMISSIBLE[parsed.action] == command
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ('{"action": "go to cabinet 2"}', "not an admissible action"),
+        ('{"action": "go to cabinet 1 or go to cabinet 10"}', "several actions"),
+        ('{"thoughts": "I should look"}', "no action key"),
+        ('{"action": ""}', "empty action"),
+        ('{"action": "look", "action": "help"}', "conflicting action keys"),
+        ("x" * 100_000, "no action key"),
+    ],
+)
+def test_the_parser_says_why_a_reply_names_no_admissible_action(reply, reason):
+    parsed = make().unwrapped.task.parse(reply, view_with())
+    assert not parsed.valid and parsed.reason.startswith(reason)
+
+
+def test_canonical_commands_keep_object_names():
+    assert canonical_command("go to the drawer 2") == "go to drawer 2"
+    assert canonical_command("place a cd 1 onto desk 1") == "move cd 1 to desk 1"
+
+
+# ---------------------------------------------------------------------- the shared pipeline
+
+
+def test_text_actions_plays_by_reply_and_counts_format_errors():
+    env = TextActions(make(), on_invalid="noop")
+    _, info = env.reset(seed=5)
+    assert "admissible actions" in info["prompt"] and '"thoughts"' in info["prompt"]
+    _, reward, *_, info = env.step('{"action": "fly to the moon"}')
+    assert info["format_error"] and reward == -1.0 and info["format_errors"] == 1
+    _, _, _, _, info = env.step('{"action": "look"}')
+    assert not info["format_error"] and info["action"] == info["admissible_commands"].index("look")
+
+
+def test_oracle_and_random_policies_through_run_episodes():
+    oracle = run_episodes(
+        "alfworld", OraclePolicy(), 2, batch_size=2, env_kwargs={"image_size": 64}
+    )
+    assert all(e.won and e.success for e in oracle)
+    assert {e.task_type for e in oracle} <= set(generate.TASK_TYPES)
+    assert summarize(oracle, "alfworld", "oracle")["per_task"]
+    random = run_episodes("alfworld", RandomPolicy(0), 1, env_kwargs={"image_size": 64,
+                                                                      "max_steps": 5})  # fmt: skip
+    assert random[0].format_errors == 0 and random[0].length == 5
+
+
+def test_demonstrations_are_the_experts_with_chain_of_thought(tmp_path):
+    summary = write_demonstrations("alfworld", 1, tmp_path, image_size=64)
+    assert summary.success_rate == 1.0
+    demos = load_demonstrations(tmp_path)
+    assert len(demos) == summary.steps > 1
+    replies = [json.loads(d.reply) for d in demos]
+    assert all(set(r) == {"thoughts", "action"} and r["thoughts"] for r in replies)
+    assert replies[0]["action"] == "look"  # the expert starts as the package's does
+    assert all(r["action"] in d.prompt for r, d in zip(replies, demos, strict=True))
+
+
+def test_cli_generate_writes_a_suite(tmp_path, capsys):
+    assert main(["alfworld", "generate", "--out", str(tmp_path), "--games", "2",
+                 "--split", "valid_seen"]) == 0  # fmt: skip
+    assert len(game_files(tmp_path / "json_2.1.1", "valid_seen")) == 2
+    assert "ALFWORLD_DATA=" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["alfworld", "generate", "--out", str(tmp_path), "--games", "1", "--split", "x"])
+    assert stop.value.code == 2
