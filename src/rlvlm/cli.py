@@ -146,10 +146,11 @@ def _print_result(result: dict) -> None:
     of several runs line up."""
     rows = [(result["game"], result["policy"], result)]
     rows += [(f"  {task}", "", figures) for task, figures in result.get("per_task", {}).items()]
+    first = max(11, *(len(label) + 1 for label, _, _ in rows))  # task types are long
     for number, (game, policy, figures) in enumerate(rows):
         low, high = figures["success_ci95"]
         columns = [
-            ("game", 11, game),
+            ("game", first, game),
             ("policy", 12, policy),
             ("episodes", 9, str(figures["episodes"])),
             ("success", 8, f"{figures['success_rate']:.1%}"),

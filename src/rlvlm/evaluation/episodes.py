@@ -164,7 +164,7 @@ def _step(turn: Turn, reply: str, reward: float, terminated: bool, truncated: bo
         prompt=turn.prompt,
         reply=reply,
         action=action,
-        action_name=_action_name(turn.task, action),
+        action_name=None if action is None else turn.task.actions(turn.view)[action],
         parse_reason=info["parse_reason"],
         format_error=bool(info["format_error"]),
         invalid_action=bool(info["invalid_action"]),
@@ -172,10 +172,3 @@ def _step(turn: Turn, reply: str, reward: float, terminated: bool, truncated: bo
         terminated=bool(terminated),
         truncated=bool(truncated),
     )
-
-
-def _action_name(task: Any, action: int | None) -> str | None:
-    if action is None:
-        return None
-    names = getattr(task, "action_names", ())
-    return names[action] if 0 <= action < len(names) else str(action)
