@@ -91,6 +91,9 @@ class PPOConfig:
     """Minibatches whose gradients add up to one optimizer step."""
     lr: float = 1e-5
     lr_min: float = 1e-9
+    value_lr: float | None = None
+    """The value head's learning rate (default: lr). A critic trained from scratch at a
+    fine-tuning rate barely moves, so a small model's config raises it."""
     adam_eps: float = 1e-8
     clip_coef: float = 0.1
     clip_vloss: bool = True
@@ -271,6 +274,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return [_coerce(item, args[0], key) for item in items]
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

@@ -48,9 +48,8 @@ class PPOTrainer:
         self.progress = progress and self.accelerator.is_main_process
         self.policy = policy.to(self.accelerator.device)
         self.reference = self._reference() if self.ppo.kl_coef > 0 else None
-        self.optimizer = torch.optim.Adam(
-            trainable_parameters(policy), lr=self.ppo.lr, eps=self.ppo.adam_eps
-        )
+        self.optimizer = torch.optim.Adam(self._parameter_groups(), lr=self.ppo.lr,
+                                          eps=self.ppo.adam_eps)  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.ppo.updates, eta_min=self.ppo.lr_min
         )
@@ -68,6 +67,12 @@ class PPOTrainer:
         reference = copy.deepcopy(self.policy).eval()
         reference.requires_grad_(False)
         return reference
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        head = set(self.policy.value_head.parameters())
+        body = [p for p in trainable_parameters(self.policy) if p not in head]
+        value_lr = self.ppo.value_lr or self.ppo.lr
+        return [{"params": body}, {"params": list(head), "lr": value_lr}]
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint, if there is one."""
@@ -222,8 +227,8 @@ class PPOTrainer:
     def _check_finite(self, value: torch.Tensor, what: str) -> None:
         if not torch.isfinite(value).all():
             raise TrainingDiverged(
-                f"the {what} became {float(value)} in update {self.update + 1}; stopped, and "
-                f"the last good checkpoint is kept in {self.checkpoints.root}"
+                f"the {what} became {float(value.detach())} in update {self.update + 1}; "
+                f"stopped, and the last good checkpoint is kept in {self.checkpoints.root}"
             )
 
     def _normalized(self, advantages: np.ndarray) -> np.ndarray:

@@ -40,9 +40,13 @@ def train_sft(
     Each process trains on its own share of every shuffled epoch; gradients are averaged
     across processes. Returns the final running loss, step count and time.
     """
-    if not demonstrations:
-        raise ValueError("no demonstrations to train on")
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    if len(demonstrations) < accelerator.num_processes:
+        raise ValueError(f"{len(demonstrations)} demonstrations for "
+                         f"{accelerator.num_processes} processes")  # fmt: skip
+    # The loss never reaches the value head; left trainable, data-parallel training would
+    # stop on parameters without a gradient.
+    policy.value_head.requires_grad_(False)
     replies = [reply_token_ids(policy, demonstration.reply) for demonstration in demonstrations]
     per_step = batch_size * accelerator.num_processes
     steps_per_epoch = max(len(demonstrations) // per_step, 1)

@@ -1,0 +1,284 @@
+"""The PPO trainer end to end on the tiny model: updates that train, same seed same run,
+resume after Ctrl-C, a NaN stop, crash-safe checkpoints, lambda's gradient, and two
+data-parallel processes."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlvlm import train
+from rlvlm.config import load_config
+from rlvlm.models import VLMPolicy, load_policy
+from rlvlm.models.policy import Scores
+from rlvlm.rl import trainer as trainer_module
+from rlvlm.rl.checkpoints import Checkpoints
+from rlvlm.rl.loss import ppo_loss
+from rlvlm.rl.metrics import read_metrics
+from rlvlm.rl.trainer import PPOTrainer, TrainingDiverged
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: A few seconds of PPO from the raw preset: just enough to exercise every moving part.
+FAST = [
+    "vision.steps=0", "sft.episodes=0", "model.name=tiny-llava",
+    "ppo.updates=2", "ppo.num_envs=2", "ppo.steps_per_env=3", "ppo.epochs=2",
+    "ppo.minibatch_size=2", "ppo.max_new_tokens=12",
+    "eval.episodes=2", "eval.every=0", "checkpoint_every=1",
+]  # fmt: skip
+
+#: What every update logs (the issue's list, in the trainer's names).
+LOGGED = [
+    "charts/success_rate", "charts/episode_return", "charts/episode_length",
+    "charts/format_error_rate", "charts/thought_logprob", "charts/action_logprob",
+    "losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac",
+    "losses/entropy", "losses/explained_variance", "charts/SPS", "charts/tokens_per_s",
+]  # fmt: skip
+
+
+def fast_run(tmp_path: Path, name: str, *overrides: str) -> tuple[Path, dict]:
+    config = load_config("tiny/numberline", [*FAST, f"out={tmp_path}", f"name={name}",
+                                             *overrides])  # fmt: skip
+    run_dir = tmp_path / name
+    return run_dir, train.run(config, run_dir, progress=False)
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """Metric rows without the wall-clock figures, which differ from run to run."""
+    timed = ("time/", "charts/SPS", "charts/tokens_per_s")
+    return [{k: v for k, v in row.items() if not k.startswith(timed)} for row in rows]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in load_policy(path).state_dict().items()}
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not different, different[:5]
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "update-000002"
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted two-update run, with every rollout the trainer collected."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        rollouts = record_rollouts(patch)
+        run_dir, result = fast_run(tmp_path, "reference")
+    return run_dir, result, rollouts
+
+
+def record_rollouts(patch: pytest.MonkeyPatch) -> list[dict]:
+    """Keep the replies and rewards of each rollout the trainer collects."""
+    rollouts: list[dict] = []
+    collect = trainer_module.collect
+
+    def recording(policy, envs, buffer, *args, **kwargs):
+        stats = collect(policy, envs, buffer, *args, **kwargs)
+        rollouts.append({"reply_ids": buffer.reply_ids, "rewards": buffer.rewards.copy(),
+                         "terminated": buffer.terminated.copy()})  # fmt: skip
+        return stats
+
+    patch.setattr(trainer_module, "collect", recording)
+    return rollouts
+
+
+def test_a_few_updates_train_log_and_evaluate(reference_run):
+    run_dir, result, _ = reference_run
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [row["update"] for row in rows] == [1, 2]
+    for row in rows:
+        missing = [key for key in LOGGED if key not in row]
+        assert not missing, missing
+        for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl"):
+            assert math.isfinite(row[key]), (key, row[key])
+    assert rows[-1]["eval/episodes"] == 2  # the last update is always evaluated
+    assert result["episodes"] == 2 and 0 <= result["success_rate"] <= 1
+    assert (run_dir / "eval.json").is_file()
+    assert any((run_dir / "tensorboard").iterdir())
+
+    start, end = load_policy("tiny-llava", seed=0), load_policy(last_checkpoint(run_dir))
+    trained = dict(end.named_parameters())
+    changed = {"vision": 0, "projector": 0, "language": 0}
+    for name, before in start.model.named_parameters():
+        changed[start.family.part_of(name)] += not torch.equal(before, trained[f"model.{name}"])
+    assert changed["language"] > 0 and changed["projector"] > 0
+    assert changed["vision"] == 0  # the tiny config freezes the pretrained tower
+    head_before, head_after = start.value_head.state_dict(), end.value_head.state_dict()
+    assert any(not torch.equal(head_before[k], head_after[k]) for k in head_before)
+
+
+def test_the_same_seed_gives_the_same_run(reference_run, tmp_path, monkeypatch):
+    reference_dir, _, reference_rollouts = reference_run
+    rollouts = record_rollouts(monkeypatch)
+    run_dir, _ = fast_run(tmp_path, "again")
+
+    assert len(rollouts) == len(reference_rollouts) == 2
+    for mine, theirs in zip(rollouts, reference_rollouts, strict=True):
+        assert mine["reply_ids"] == theirs["reply_ids"]  # the replies, hence the actions
+        assert (mine["rewards"] == theirs["rewards"]).all()
+        assert (mine["terminated"] == theirs["terminated"]).all()
+    assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
+        read_metrics(reference_dir / "metrics.jsonl")
+    )  # the losses
+    assert_same_weights(weights(last_checkpoint(run_dir)),
+                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+
+
+def _interrupt_after_first_update(patch: pytest.MonkeyPatch) -> None:
+    optimize = PPOTrainer._optimize
+
+    def optimize_then_ctrl_c(self, *args):
+        metrics = optimize(self, *args)
+        if self.update == 0:
+            signal.raise_signal(signal.SIGINT)
+        return metrics
+
+    patch.setattr(PPOTrainer, "_optimize", optimize_then_ctrl_c)
+
+
+def _interrupt_second_rollout(patch: pytest.MonkeyPatch) -> None:
+    collect = trainer_module.collect
+    calls = []
+
+    def ctrl_c_then_collect(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the stop arrives before the rollout's first step
+            signal.raise_signal(signal.SIGINT)
+        return collect(*args, **kwargs)
+
+    patch.setattr(trainer_module, "collect", ctrl_c_then_collect)
+
+
+@pytest.mark.parametrize(
+    "interrupt", [_interrupt_after_first_update, _interrupt_second_rollout],
+    ids=["during-training", "during-rollout"],
+)  # fmt: skip
+def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, interrupt):
+    reference_dir = reference_run[0]
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt(patch)
+        run_dir, result = fast_run(tmp_path, "stopped")
+    assert result["stopped_at_update"] == 1
+    assert not (run_dir / "eval.json").exists()
+    assert [row["update"] for row in read_metrics(run_dir / "metrics.jsonl")] == [1]
+
+    _, result = fast_run(tmp_path, "stopped")  # the same run directory: resumes
+    assert "stopped_at_update" not in result
+    assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
+        read_metrics(reference_dir / "metrics.jsonl")
+    )
+    assert_same_weights(weights(last_checkpoint(run_dir)),
+                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    loss = PPOTrainer._loss
+
+    def nan_in_update_2(self, batch):
+        parts = loss(self, batch)
+        if self.update == 1:
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(PPOTrainer, "_loss", nan_in_update_2)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan in update 2.*last good"):
+        fast_run(tmp_path, "nan")
+    saved = Checkpoints(tmp_path / "nan" / "checkpoints", 2, None).saved()
+    assert [update for update, _ in saved] == [1]
+    load_policy(saved[0][1])  # intact
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    save = VLMPolicy.save
+    calls = []
+
+    def crash_on_second_save(self, path, *args, **kwargs):
+        calls.append(path)
+        save(self, path, *args, **kwargs)  # written in full, then the process "dies"
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(VLMPolicy, "save", crash_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        fast_run(tmp_path, "crash")
+    checkpoints = tmp_path / "crash" / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir() if path.is_dir()) == [
+        ".update-000002.saving", "update-000001"
+    ]  # fmt: skip
+    monkeypatch.setattr(VLMPolicy, "save", save)
+    _, result = fast_run(tmp_path, "crash")  # resumes from update 1
+    assert result["episodes"] == 2
+    assert [row["update"] for row in read_metrics(tmp_path / "crash" / "metrics.jsonl")] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- lambda
+
+
+def _thought_and_action_gradients(thought_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """d loss / d log p(token) at ratio 1 with advantage 1, per token of one reply."""
+    token_logprobs = torch.tensor([[-0.5, -1.0, -0.2, -0.3]], requires_grad=True)
+    reply = torch.tensor([[True, True, True, True]])
+    action = torch.tensor([[False, False, True, True]])
+    scores = Scores(torch.zeros(1), token_logprobs, reply, action, action.any(-1),
+                    torch.zeros(1, 4))  # fmt: skip
+    logprob = scores.logprob(thought_coef)
+    out = ppo_loss(logprob, logprob.detach(), torch.ones(1), torch.zeros(1), torch.zeros(1),
+                   torch.zeros(1), clip_coef=0.2, vf_coef=0.5)  # fmt: skip
+    out.loss.backward()
+    grad = token_logprobs.grad[0]
+    return grad[~action[0]], grad[action[0]]
+
+
+@pytest.mark.parametrize(("thought_coef", "thought_grad"), [(0.0, 0.0), (0.5, -0.5), (1.0, -1.0)])
+def test_lambda_scales_the_thought_tokens_gradient(thought_coef, thought_grad):
+    thought, action = _thought_and_action_gradients(thought_coef)
+    assert thought.tolist() == [thought_grad, thought_grad]
+    assert action.tolist() == [-1.0, -1.0]  # the action tokens always get the full gradient
+
+
+def test_lambda_zero_leaves_the_model_without_gradient_from_thought_tokens():
+    """Through the real model: with lambda 0 a reply with no action key (thoughts only) gives
+    no gradient to any weight; with lambda 1 it does."""
+    policy = load_policy("tiny-llava", seed=0)
+    image = torch.zeros(policy.image_size, policy.image_size, 3, dtype=torch.uint8).numpy()
+    reply = policy.processor.tokenizer("I think the answer is", add_special_tokens=False)
+    for thought_coef, expect_gradient in ((0.0, False), (1.0, True)):
+        policy.zero_grad(set_to_none=True)
+        scores = policy.score([image], ["a prompt"], [reply.input_ids])
+        assert not scores.has_action.any()
+        scores.logprob(thought_coef).sum().backward()
+        grads = [p.grad for p in policy.model.parameters() if p.grad is not None]
+        assert any(g.abs().sum() > 0 for g in grads) == expect_gradient
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def test_two_data_parallel_processes_end_with_identical_weights(tmp_path):
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), *FAST,
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    digests = [torch.load(tmp_path / f"weights-{rank}.pt") for rank in (0, 1)]
+    assert digests[0]["processes"] == digests[1]["processes"] == 2
+    assert_same_weights(digests[0]["weights"], digests[1]["weights"])
+    start = load_policy("tiny-llava", seed=0).state_dict()
+    assert any(not torch.equal(start[k], v) for k, v in digests[0]["weights"].items())
+    assert (tmp_path / "ddp" / "checkpoints" / "update-000002").is_dir()
