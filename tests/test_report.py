@@ -114,10 +114,14 @@ def test_report_of_a_run(two_runs, capsys):
     assert first_reply.strip() in text  # the model's full reply, as text
 
 
+def copy_run(run_dir: Path, to: Path) -> Path:
+    """The files a report reads, copied, to be changed."""
+    ignore = shutil.ignore_patterns("checkpoints", "sft", "data", "report", "tensorboard")
+    return Path(shutil.copytree(run_dir, to, ignore=ignore))
+
+
 def test_a_reply_with_html_is_escaped(two_runs, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(two_runs[0], copy, ignore=shutil.ignore_patterns("checkpoints", "sft",
-                                                                    "data", "report"))  # fmt: skip
+    copy = copy_run(two_runs[0], tmp_path / "run")
     replays_file = copy / "replays" / "final" / "replays.json"
     saved = json.loads(replays_file.read_text())
     evil = '<script>alert("x")</script></pre><b>bold</b> & {"action": "+"}'
@@ -127,6 +131,13 @@ def test_a_reply_with_html_is_escaped(two_runs, tmp_path):
     assert page.scripts == 0 and "<script>alert" not in page.html and "<b>bold" not in page.html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;/pre&gt;&lt;b&gt;" in page.html
     assert evil in page.texts  # shown exactly as the model wrote it
+
+
+def test_a_missing_replay_picture_is_said(two_runs, tmp_path):
+    copy = copy_run(two_runs[0], tmp_path / "run")
+    (copy / "replays" / "final" / "episode-00-step-00.png").unlink()
+    page = read_page(write_report([copy]))  # every picture the page shows exists
+    assert " ".join(page.texts).count("(picture missing)") == 1
 
 
 def test_comparison_of_two_runs(two_runs, tmp_path, capsys):

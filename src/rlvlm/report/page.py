@@ -126,24 +126,28 @@ def _replays(run: Run, out: Path) -> list[dict[str, Any]]:
     """Each stage's recorded episodes, their pictures copied beside the page."""
     stages = []
     for stage, saved in run.replays.items():
-        source = run.path / REPLAYS_DIR / stage
-
-        def copied(name: str | None, stage: str = stage, source: Path = source) -> str | None:
-            if not name or not (source / name).is_file():
-                return None  # the page then says the picture is missing
-            src = f"{IMAGES}/replays/{stage}/{name}"
-            (out / src).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / name, out / src)
-            return src
-
+        source, target = run.path / REPLAYS_DIR / stage, f"{IMAGES}/replays/{stage}"
         episodes = [
-            {**episode, "final_src": copied(episode.get("final_image")),
-             "steps": [{**step, "src": copied(step.get("image"))} for step in episode["steps"]]}
+            {**episode,
+             "final_src": _copy_picture(source, episode.get("final_image"), out, target),
+             "steps": [{**step, "src": _copy_picture(source, step.get("image"), out, target)}
+                       for step in episode["steps"]]}
             for episode in saved["episodes"]
         ]  # fmt: skip
         stages.append({"label": STAGE_LABELS.get(stage, stage), "policy": saved.get("policy"),
                        "episodes": episodes})  # fmt: skip
     return stages
+
+
+def _copy_picture(source: Path, name: str | None, out: Path, target: str) -> str | None:
+    """Copy picture ``name`` from ``source`` to ``out/target``; its path from the page, or
+    None when it is missing (the page then says so)."""
+    if not name or not (source / name).is_file():
+        return None
+    src = f"{target}/{name}"
+    (out / src).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / name, out / src)
+    return src
 
 
 # ----------------------------------------------------------------------------- templates
