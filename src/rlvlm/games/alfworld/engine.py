@@ -10,6 +10,7 @@ file on disk and the expert's random choices come from a seeded stream.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import random
 import sys
@@ -92,19 +93,28 @@ class State:
 
 
 @cache
-def _remember_translations() -> None:
-    """Translate each PDDL problem once. TextWorld translates a game's problem afresh on
-    every load and every reset (twice each time), which made up most of a reset's second;
-    the translation depends on nothing but its arguments, so the engine keeps the last few."""
+def _remember_parses() -> None:
+    """Parse each text once. TextWorld translates a game's PDDL problem afresh on every load
+    and reset (twice each time), most of a reset's second, and parses the grammar rule of
+    every admissible command on every step, most of a step's time. Both depend only on their
+    arguments, so the engine keeps them; a rule's symbols are copied, since deriving text
+    from them changes them."""
     fast_downward = _module("fast_downward")
-    fast_downward.pddl2sas = lru_cache(maxsize=8)(fast_downward.pddl2sas)
+    fast_downward.pddl2sas = lru_cache(maxsize=32)(fast_downward.pddl2sas)
+    textgen = _module("textworld.envs.pddl.textgen")
+    parse = lru_cache(maxsize=4096)(textgen._parse_and_convert)
+
+    def parse_copy(text: str, **kwargs: Any) -> Any:
+        return copy.deepcopy(parse(text, **kwargs))
+
+    textgen._parse_and_convert = parse_copy
 
 
 class Engine:
     """One game at a time on TextWorld's PDDL engine, with the package's expert beside it."""
 
     def __init__(self) -> None:
-        _remember_translations()
+        _remember_parses()
         textworld = _module("textworld")
         pddl = _module("textworld.envs.pddl")
         tw_env = _module("alfworld.agents.environment.alfred_tw_env")

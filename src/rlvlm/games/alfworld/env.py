@@ -27,6 +27,8 @@ INADMISSIBLE_PENALTY = 1.0
 #: when no split is given; lower ones play ``train`` games.
 EVAL_SEED_BASE = 1 << 32
 OFFICIAL_SUBDIR = "json_2.1.1"
+#: Games generated in this process, by (seed, split, task type): a reset replays one for free.
+_GENERATED: OrderedDict[tuple, generate.GeneratedGame] = OrderedDict()
 
 
 class ALFWorldView(NamedTuple):
@@ -250,9 +252,10 @@ class ALFWorldEnv(CardGameEnv):
     Each episode is one game of a split (``train``, ``valid_seen``, ``valid_unseen``): from
     the official data where ``$ALFWORLD_DATA/json_2.1.1/<split>`` exists (``alfworld-download``
     or ``rlvlm alfworld generate`` puts games there), otherwise generated on the fly from the
-    reset seed (``rlvlm.games.alfworld.generate``). Without ``split``, seeds from ``2**32`` on
-    (rlvlm's held-out evaluation seeds) play ``valid_unseen`` and lower ones ``train``.
-    ``task_type`` keeps generated games to one of the six types.
+    reset seed (``rlvlm.games.alfworld.generate``), each won by the package's expert within
+    50 steps, the paper's episode limit. Without ``split``, seeds from ``2**32`` on (rlvlm's
+    held-out evaluation seeds) play ``valid_unseen`` and lower ones ``train``. ``task_type``
+    keeps generated games to one of the six types.
 
     ## Actions
     ``i`` is the ``i``-th admissible command of the moment (``info["admissible_commands"]``,
@@ -293,7 +296,6 @@ class ALFWorldEnv(CardGameEnv):
         self.action_space = spaces.Discrete(MAX_COMMANDS)
         self.engine = engine.Engine()
         self.data_dir = official_data_dir()
-        self._generated: OrderedDict[tuple, generate.GeneratedGame] = OrderedDict()
         self._split = split or "train"
         self.steps = 0
         self._state: engine.State | None = None
@@ -329,14 +331,14 @@ class ALFWorldEnv(CardGameEnv):
             if not files:
                 raise ValueError(f"no games of {self._split} in {self.data_dir}")
             return _read_game(files[seed % len(files)])
-        key = (seed, self._split, self.task_type, self.max_steps)
-        if key not in self._generated:
-            self._generated[key] = generate.generate_game(
-                seed, self._split, self.task_type, self.max_steps, check=self.engine
+        key = (seed, self._split, self.task_type)
+        if key not in _GENERATED:
+            _GENERATED[key] = generate.generate_game(
+                seed, self._split, self.task_type, check=self.engine
             )
-            while len(self._generated) > 16:
-                self._generated.popitem(last=False)
-        generated = self._generated[key]
+            while len(_GENERATED) > 64:
+                _GENERATED.popitem(last=False)
+        generated = _GENERATED[key]
         return generated.game, generated.traj_data
 
     def step(self, action: int):
