@@ -12,7 +12,8 @@ import yaml
 from rlvlm.evaluation.replays import load_replays
 from rlvlm.rl.metrics import METRICS_FILE, read_metrics
 
-#: Files of ``rlvlm.train``; repeated here so that a report never imports the trainer.
+#: Files of ``rlvlm.train``, repeated so that a report does not load torch (a test checks
+#: that they agree).
 CONFIG_FILE, SFT_EVAL_FILE, EVAL_FILE, REPLAYS_DIR = (
     "config.yaml", "sft_eval.json", "eval.json", "replays",
 )  # fmt: skip
