@@ -104,7 +104,6 @@ def test_a_few_updates_train_log_and_evaluate(reference_run):
         assert not missing, missing
         for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl"):
             assert math.isfinite(row[key]), (key, row[key])
-    assert rows[-1]["eval/episodes"] == 2  # the last update is always evaluated
     assert result["episodes"] == 2 and 0 <= result["success_rate"] <= 1
     assert (run_dir / "eval.json").is_file()
     assert any((run_dir / "tensorboard").iterdir())

@@ -133,14 +133,21 @@ class EvalConfig:
     episodes: int = 200
     """Held-out episodes for the periodic and the final evaluation."""
     every: int = 5
-    """Evaluate every this many updates (0: only at the end)."""
+    """Evaluate every this many updates (0: never; the run evaluates once more at the end)."""
     seed: int = 0
     """Which held-out set (the same deals for every run with this seed)."""
     replays: int = 8
     """Episodes of the SFT and the final evaluation saved turn by turn for the report."""
+    temperature: float | None = None
+    """Sampling temperature of every evaluation, SFT and PPO alike (default: ppo's)."""
+    batch_size: int = 32
+    """Episodes played side by side (one batched generation per step)."""
 
     def __post_init__(self):
         _check(self.replays >= 0, "eval.replays must be 0 or more")
+        _check(self.batch_size >= 1, "eval.batch_size must be at least 1")
+        _check(self.temperature is None or self.temperature >= 0,
+               "eval.temperature must be 0 (greedy) or more")  # fmt: skip
 
 
 @dataclass

@@ -51,6 +51,7 @@ class RolloutStats:
 
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    episode_successes: list[bool] = field(default_factory=list)  # as evaluation counts them
     format_errors: int = 0
     steps: int = 0
     reply_tokens: int = 0
@@ -105,9 +106,11 @@ def collect(
         )  # fmt: skip
         returns += rewards
         lengths += 1
+        won = infos.get("final_info", {}).get("won")  # games that say (ALFWorld)
         for i in np.flatnonzero(ended):
             stats.episode_returns.append(float(returns[i]))
             stats.episode_lengths.append(int(lengths[i]))
+            stats.episode_successes.append(bool(won[i]) if won is not None else returns[i] > 0)
         returns[ended], lengths[ended] = 0.0, 0
         stats.format_errors += int(infos["format_error"].sum())
         stats.steps += envs.num_envs

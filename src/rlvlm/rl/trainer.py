@@ -69,10 +69,11 @@ class PPOTrainer:
         return reference
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
-        head = set(self.policy.value_head.parameters())
-        body = [p for p in trainable_parameters(self.policy) if p not in head]
+        head = list(self.policy.value_head.parameters())  # a list: the order must not vary
+        in_head = {id(p) for p in head}
+        body = [p for p in trainable_parameters(self.policy) if id(p) not in in_head]
         value_lr = self.ppo.value_lr or self.ppo.lr
-        return [{"params": body}, {"params": list(head), "lr": value_lr}]
+        return [{"params": body}, {"params": head, "lr": value_lr}]
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint, if there is one."""
@@ -125,7 +126,7 @@ class PPOTrainer:
                     metrics = self._optimize(buffer, stats)
                     self.update += 1
                     self.scheduler.step()
-                    if self._due(self.config.eval.every) or self.update == ppo.updates:
+                    if self._due(self.config.eval.every):
                         metrics |= {
                             f"eval/{k}": v for k, v in self.evaluate().items() if _scalar(v)
                         }  # fmt: skip
@@ -181,7 +182,9 @@ class PPOTrainer:
         returns = np.asarray(stats.episode_returns)
         metrics = {f"losses/{key}": value / count for key, value in sums.items()}
         metrics |= {
-            "charts/success_rate": float((returns > 0).mean()) if episodes else math.nan,
+            "charts/success_rate": (
+                float(np.mean(stats.episode_successes)) if episodes else math.nan
+            ),
             "charts/episode_return": float(returns.mean()) if episodes else math.nan,
             "charts/episode_length": (
                 float(np.mean(stats.episode_lengths)) if episodes else math.nan
@@ -291,14 +294,15 @@ def evaluate(policy: VLMPolicy, config: TrainConfig, episodes: int | None = None
              replays: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """The held-out evaluation of ``config``: its episodes, seed and sampling settings.
     With ``replays``, the first ``config.eval.replays`` episodes are saved there turn by turn."""
-    ppo = config.ppo
-    player = ModelPolicy(policy, name, temperature=ppo.temperature,
+    ppo, settings = config.ppo, config.eval
+    temperature = ppo.temperature if settings.temperature is None else settings.temperature
+    player = ModelPolicy(policy, name, temperature=temperature,
                          max_new_tokens=ppo.max_new_tokens)  # fmt: skip
     played = run_episodes(
-        config.game, player, episodes or config.eval.episodes, config.eval.seed,
-        batch_size=max(ppo.num_envs, 16), on_invalid=ppo.on_invalid, cot=ppo.cot,
+        config.game, player, episodes or settings.episodes, settings.seed,
+        batch_size=settings.batch_size, on_invalid=ppo.on_invalid, cot=ppo.cot,
         env_kwargs={"image_size": policy.image_size}, progress=progress,
-        record=config.eval.replays if replays else 0,
+        record=settings.replays if replays else 0,
     )  # fmt: skip
     if replays:
         save_replays(played, replays, game=config.game, policy=name)
