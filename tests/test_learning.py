@@ -1,0 +1,45 @@
+"""Learning: SFT on random-action demonstrations teaches the tiny model to read NumberLine and
+to write a reply, and a short PPO phase on the rewards then beats that SFT checkpoint on the
+same held-out episodes by a clear margin. The whole job of ``rlvlm train``, at a small size."""
+
+from __future__ import annotations
+
+from rlvlm import train
+from rlvlm.config import load_config
+from rlvlm.models import load_policy
+from rlvlm.models.vision import VisionRecipe, pretrain_vision
+from rlvlm.rl.trainer import PPOTrainer, evaluate
+from rlvlm.sft.data import load_demonstrations, write_demonstrations
+from rlvlm.sft.trainer import train_sft
+
+#: The default tiny config with two thirds of its demonstrations, 3 of its 8 PPO updates and a
+#: third of its vision pretraining, evaluated on 60 held-out episodes at its evaluation
+#: temperature.
+SETTINGS = ["sft.episodes=200", "ppo.updates=3", "eval.episodes=60", "eval.every=0",
+            "checkpoint_every=100"]  # fmt: skip
+#: Measured (seed 0, 2-core machine, about 6 minutes on one core): SFT 41.7 %, PPO 100 %
+#: on these 60 episodes; the test asks for a clear gain.
+MARGIN = 0.25
+
+
+def test_ppo_beats_the_sft_checkpoint_on_held_out_numberline(tmp_path):
+    config = load_config("tiny/numberline", [*SETTINGS, f"out={tmp_path}"])
+    recipe = VisionRecipe(batch_size=32)
+    seeing, report = pretrain_vision(config.model.name, ["numberline"], 100, seed=0,
+                                     progress=False, recipe=recipe)  # fmt: skip
+    assert min(report["accuracy"]["numberline"]["per_label"].values()) >= 0.9
+    seeing.save(tmp_path / "vision")
+
+    write_demonstrations("numberline", config.sft.episodes, tmp_path / "data", epsilon=1.0,
+                         image_size=seeing.image_size)  # fmt: skip
+    policy = train.prepare(load_policy(tmp_path / "vision"), config)
+    sft = config.sft
+    train_sft(policy, load_demonstrations(tmp_path / "data"), epochs=sft.epochs, lr=sft.lr,
+              batch_size=sft.batch_size, progress=False)  # fmt: skip
+    before = evaluate(policy.eval(), config)
+
+    trainer = PPOTrainer(config, train.prepare(policy, config), tmp_path / "ppo", progress=False)
+    trainer.train()
+    after = evaluate(policy.eval(), config)
+    print(f"SFT {before['success_rate']:.1%}, PPO {after['success_rate']:.1%}")
+    assert after["success_rate"] >= before["success_rate"] + MARGIN, (before, after)
