@@ -9,7 +9,7 @@ from accelerate import Accelerator
 
 from rlvlm import train
 from rlvlm.config import load_config
-from rlvlm.models import load_policy
+from rlvlm.models import PRESETS, load_policy
 from rlvlm.rl.trainer import PPOTrainer
 from rlvlm.sft.data import write_demonstrations
 
@@ -19,7 +19,8 @@ def main(out: Path, overrides: list[str]) -> None:
     config = load_config("tiny/numberline", overrides)
     run_dir = out / "ddp"
     if accelerator.is_main_process:
-        write_demonstrations("numberline", 4, run_dir / "data", epsilon=1.0, image_size=56)
+        write_demonstrations("numberline", 4, run_dir / "data", epsilon=1.0,
+                             image_size=PRESETS[config.model.name].image_size)  # fmt: skip
     accelerator.wait_for_everyone()
     train.run_sft(config, config.model.name, run_dir / "data", run_dir / "sft", accelerator,
                   progress=False)  # fmt: skip

@@ -4,6 +4,7 @@ data-parallel processes."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -15,14 +16,18 @@ import pytest
 import torch
 
 from rlvlm import train
+from rlvlm.cli import main
 from rlvlm.config import load_config
-from rlvlm.models import VLMPolicy, load_policy
+from rlvlm.models import PRESETS, VLMPolicy, load_policy
 from rlvlm.models.policy import Scores
 from rlvlm.rl import trainer as trainer_module
+from rlvlm.rl.buffer import RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
 from rlvlm.rl.loss import ppo_loss
 from rlvlm.rl.metrics import read_metrics
+from rlvlm.rl.rollout import collect, make_envs
 from rlvlm.rl.trainer import PPOTrainer, TrainingDiverged
+from rlvlm.sft.data import write_demonstrations
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,3 +286,35 @@ def test_two_data_parallel_processes_end_with_identical_weights(tmp_path):
     start = load_policy("tiny-llava", seed=0).state_dict()
     assert any(not torch.equal(start[k], v) for k, v in digests[0]["weights"].items())
     assert (tmp_path / "ddp" / "checkpoints" / "update-000002").is_dir()
+
+
+def test_subprocess_environments_collect_the_same_rollout():
+    policy = load_policy("tiny-llava", seed=0).eval()
+    buffers = []
+    for vector in ("sync", "async"):
+        envs = make_envs("numberline", 2, image_size=policy.image_size, vector=vector)
+        buffer = RolloutBuffer(3, 2)
+        torch.manual_seed(0)
+        collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0,
+                max_new_tokens=12)  # fmt: skip
+        envs.close()
+        buffers.append(buffer)
+    sync, subprocesses = buffers
+    assert sync.reply_ids == subprocesses.reply_ids
+    assert (sync.rewards == subprocesses.rewards).all()
+    assert (sync.logprobs == subprocesses.logprobs).all()
+
+
+def test_the_sft_command_writes_a_checkpoint_the_trainer_starts_from(tmp_path, capsys):
+    write_demonstrations("numberline", 3, tmp_path / "data", epsilon=1.0,
+                         image_size=PRESETS["tiny-llava"].image_size)  # fmt: skip
+    code = main(["sft", "--game", "numberline", "--data", str(tmp_path / "data"),
+                 "--model", "tiny-llava", "--out", str(tmp_path / "sft"), "vision.steps=0",
+                 "sft.epochs=1", "sft.batch_size=4"])  # fmt: skip
+    assert code == 0
+    assert "checkpoint in" in capsys.readouterr().out
+    report = json.loads((tmp_path / "sft" / "sft_report.json").read_text())
+    assert report["steps"] >= 1 and math.isfinite(report["loss"])
+    start, tuned = load_policy("tiny-llava", seed=0), load_policy(tmp_path / "sft")
+    assert not torch.equal(start.model.get_input_embeddings().weight,
+                           tuned.model.get_input_embeddings().weight)  # fmt: skip
