@@ -72,7 +72,7 @@ class PPOTrainer:
         head = list(self.policy.value_head.parameters())  # a list: the order must not vary
         in_head = {id(p) for p in head}
         body = [p for p in trainable_parameters(self.policy) if id(p) not in in_head]
-        value_lr = self.ppo.value_lr or self.ppo.lr
+        value_lr = self.ppo.lr if self.ppo.value_lr is None else self.ppo.value_lr
         return [{"params": body}, {"params": head, "lr": value_lr}]
 
     def resume(self) -> bool:
@@ -254,7 +254,7 @@ class PPOTrainer:
 
     def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
         """Success and the rest on the fixed held-out episodes, played by the main process
-        at the training temperature."""
+        with the config's evaluation settings."""
         result: dict[str, Any] = {}
         if self.accelerator.is_main_process:
             self.policy.eval()
