@@ -101,6 +101,18 @@ def test_bad_overrides_are_clear_errors(override, message):
         (["train", "ppo.nope=1"], "unknown config key 'ppo.nope'"),
         (["train", "--config", "tiny/chess"], "tiny/chess"),
         (["train", "--resume", "/nonexistent/run"], "not a run directory"),
+        (["train", "--out", "/proc/rlvlm", "vision.steps=0"], "cannot make the run directory"),
+        (
+            [
+                "train",
+                "--model",
+                "/nonexistent/model",
+                "--out",
+                "/tmp/rlvlm-test-runs",
+                "vision.steps=0",
+            ],
+            "neither a preset",
+        ),
         (
             [
                 "sft",

@@ -232,6 +232,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = _config(args, fixed)
         run_dir = train.new_run_dir(config)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _UsageError(f"cannot make the run directory {run_dir}: {error}") from None
     accelerator = Accelerator(cpu=args.cpu or None)
     if accelerator.is_main_process:
         print(f"run directory: {run_dir}")
@@ -241,6 +245,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"rlvlm train: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # a model, checkpoint or data the run cannot use
+        raise _UsageError(str(error)) from None
     if not accelerator.is_main_process:
         return 0
     if "stopped_at_update" in result:

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -29,7 +26,7 @@ from tqdm.auto import tqdm
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import get_game, make
 from rlvlm.games.base import Task
-from rlvlm.io import write_json
+from rlvlm.io import open_atomic, write_json
 
 DATA_FILE = "data.jsonl"
 META_FILE = "meta.json"
@@ -105,7 +102,7 @@ def write_demonstrations(
         stale.unlink(missing_ok=True)
     steps = successes = 0
     with (
-        _atomic_text(out / DATA_FILE) as data,
+        open_atomic(out / DATA_FILE) as data,
         tqdm(seeds, desc=f"{game} demonstrations", unit="episode", disable=not progress) as bar,
     ):
         for episode, episode_seed in enumerate(bar):
@@ -151,22 +148,6 @@ def write_demonstrations(
         },
     )
     return summary
-
-
-@contextmanager
-def _atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Stream lines to a temporary file that becomes ``path`` only if the block completes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes files private; training data is not
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_demonstrations(
