@@ -255,7 +255,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 130
     _print_result(result)
     sft = result.get("sft_success_rate")
-    gain = f" (SFT {sft:.1%}: {100 * (result['success_rate'] - sft):+.1f} points)" if sft else ""
+    gain = ""
+    if sft is not None:  # 0.0 is a result too
+        gain = f" (SFT {sft:.1%}: {100 * (result['success_rate'] - sft):+.1f} points)"
     print(f"final success {result['success_rate']:.1%}{gain} in {result['wall_seconds']:.0f} s; "
           f"everything is in {run_dir}")  # fmt: skip
     return 0

@@ -107,7 +107,7 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
     if main:
         result = evaluate(policy, config, name=f"ppo ({run_dir.name})", progress=progress,
                           replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
-        if sft_eval:
+        if sft_eval is not None:
             result["sft_success_rate"] = sft_eval["success_rate"]
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
         write_json(run_dir / EVAL_FILE, result)
