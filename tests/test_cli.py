@@ -83,6 +83,16 @@ def test_bench_envs_prints_each_game_beside_its_baseline(capsys):
     assert "uncached" in out and all(name in out for name in CARD_GAMES)
 
 
+def test_bench_rollout_prints_both_modes_and_their_ratio(capsys):
+    from rlvlm.bench import bench_rollout
+
+    figures = bench_rollout(envs=2, rounds=2, max_new_tokens=4)
+    assert figures["batched"] > 0 and figures["one_at_a_time"] > 0
+    assert figures["ratio"] == pytest.approx(figures["batched"] / figures["one_at_a_time"])
+    out = capsys.readouterr().out
+    assert "batched" in out and "one at a time" in out and "over 2 rounds" in out
+
+
 def test_an_unsupported_checkpoint_and_an_unwritable_cache_are_one_line_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     cases = [
