@@ -104,17 +104,6 @@ def test_bad_overrides_are_clear_errors(override, message):
         (["train", "--out", "/proc/rlvlm", "vision.steps=0"], "cannot make the run directory"),
         (
             [
-                "train",
-                "--model",
-                "/nonexistent/model",
-                "--out",
-                "/tmp/rlvlm-test-runs",
-                "vision.steps=0",
-            ],
-            "neither a preset",
-        ),
-        (
-            [
                 "sft",
                 "--game",
                 "numberline",
@@ -135,6 +124,14 @@ def test_the_training_commands_bad_input_is_one_line_and_exit_code_2(argv, messa
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], done.stderr
+
+
+def test_a_model_that_cannot_load_is_refused_before_the_run_directory_is_made(tmp_path):
+    argv = ["train", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "runs")]
+    done = subprocess.run([sys.executable, "-m", "rlvlm", *argv], capture_output=True, text=True)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "neither a preset" in lines[0]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_dataclass_default_config_is_the_papers():

@@ -215,6 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from rlvlm import train
+    from rlvlm.models.policy import check_loadable
     from rlvlm.rl.trainer import TrainingDiverged
 
     _quiet_transformers()
@@ -232,6 +233,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = _config(args, fixed)
         run_dir = train.new_run_dir(config)
+        try:  # before the run directory exists, so that a bad name leaves nothing behind
+            check_loadable(config.model.name)
+        except ValueError as error:
+            raise _UsageError(f"model.name: {error}") from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

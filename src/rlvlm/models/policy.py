@@ -376,19 +376,8 @@ def load_policy(
         model, processor = build_preset(name, seed=seed)
         family = family_of(model.config)
         return VLMPolicy(model, processor, family, image_size=PRESETS[name].image_size).to(device)
-    path = Path(name_or_path)
-    if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
-        path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
-    meta = _read_json(path / RLVLM_FILE)
-    hub_id = looks_like_hub_id(name) and not path.exists()
-    if not (path / "config.json").is_file() and not (meta and meta.get("lora")) and not hub_id:
-        raise ValueError(
-            f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory "
-            "(no config.json there)"
-        )
+    path, meta, hub_id = _locate(name)
     source = name if hub_id else path
-    if not hub_id and not (meta and meta.get("lora")):
-        family_of(_read_json(path / "config.json"))  # an unsupported family fails here, clearly
     if meta and meta.get("lora"):
         model, family = _load_adapter(path, meta, dtype, seed)
     else:
@@ -406,6 +395,32 @@ def load_policy(
     base = meta.get("base") if meta else str(path)
     size = meta.get("image_size") if meta else None
     return VLMPolicy(model.eval(), processor, family, value_head, base, size).to(device)
+
+
+def check_loadable(name_or_path: str | os.PathLike[str]) -> None:
+    """Raise ``load_policy``'s ValueError for a name it could never load, without loading
+    anything: a cheap check before a job writes its first file."""
+    if str(name_or_path) not in PRESETS:
+        _locate(str(name_or_path))
+
+
+def _locate(name: str) -> tuple[Path, dict[str, Any] | None, bool]:
+    """The checkpoint directory ``name`` names, its rlvlm.json if any, and whether it is
+    rather a hub id; a ValueError for anything else or for an unsupported family."""
+    path = Path(name)
+    if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
+        path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
+    meta = _read_json(path / RLVLM_FILE)
+    hub_id = looks_like_hub_id(name) and not path.exists()
+    lora = bool(meta and meta.get("lora"))
+    if not (path / "config.json").is_file() and not lora and not hub_id:
+        raise ValueError(
+            f"{name!r} is neither a preset ({', '.join(PRESETS)}) nor a checkpoint directory "
+            "(no config.json there)"
+        )
+    if not hub_id and not lora:
+        family_of(_read_json(path / "config.json"))  # an unsupported family fails here, clearly
+    return path, meta, hub_id
 
 
 def _load_adapter(path: Path, meta: dict[str, Any], dtype, seed: int):
