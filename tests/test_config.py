@@ -20,9 +20,9 @@ from rlvlm.games import GAMES
 CARD_GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 
 
-def test_every_card_game_has_a_paper_and_a_tiny_config_and_each_loads():
+def test_every_game_has_a_paper_and_a_tiny_config_and_each_loads():
     names = config_names()
-    for game in CARD_GAMES:
+    for game in GAMES:
         for group in ("paper", "tiny"):
             assert f"{group}/{game}" in names
     for name in names:
@@ -31,17 +31,21 @@ def test_every_card_game_has_a_paper_and_a_tiny_config_and_each_loads():
         assert load_config(name) == config
 
 
-@pytest.mark.parametrize("game", CARD_GAMES)
+@pytest.mark.parametrize("game", [*CARD_GAMES, "alfworld"])
 def test_paper_configs_hold_the_papers_hyperparameters(game):
     config = load_config(f"paper/{game}")
     ppo, model = config.ppo, config.model
+    alfworld = game == "alfworld"
     assert (ppo.gamma, ppo.gae_lambda) == (0.9, 0.95)
     assert (ppo.clip_coef, ppo.epochs, ppo.vf_coef, ppo.max_grad_norm) == (0.1, 4, 0.5, 0.01)
     assert (ppo.lr, ppo.lr_min) == (1e-5, 1e-9)
-    assert (ppo.minibatch_size, ppo.grad_accum) == (1, 128)
-    assert (ppo.temperature, ppo.max_new_tokens, ppo.thought_coef) == (0.2, 256, 0.5)
+    assert (ppo.minibatch_size, ppo.grad_accum) == (1, 256 if alfworld else 128)
+    assert (ppo.temperature, ppo.max_new_tokens) == (0.2, 256)
+    assert ppo.thought_coef == (0.2 if alfworld else 0.5)
     transitions = ppo.num_envs * ppo.steps_per_env
     assert transitions == (512 if game in ("numberline", "blackjack") else 1024)
+    budget = ppo.updates * transitions  # environment steps
+    assert budget == pytest.approx(5000 if alfworld else 15000, rel=0.1)
     assert (model.lora, model.lora_rank, model.lora_alpha, model.lora_dropout) == (
         True, 128, 256, 0.05
     )  # fmt: skip
