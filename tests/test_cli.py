@@ -93,6 +93,21 @@ def test_bench_rollout_prints_both_modes_and_their_ratio(capsys):
     assert "batched" in out and "one at a time" in out and "over 2 rounds" in out
 
 
+def test_bench_train_times_one_update_beside_the_reference_way(capsys):
+    from rlvlm.bench import bench_train
+
+    small = ["ppo.num_envs=2", "ppo.steps_per_env=2", "ppo.minibatch_size=2",
+             "ppo.max_new_tokens=4", "ppo.epochs=1"]  # fmt: skip
+    figures = bench_train(overrides=small)
+    assert figures["seconds"] > 0 and figures["reference_seconds"] > 0
+    assert figures["ratio"] == pytest.approx(figures["reference_seconds"] / figures["seconds"])
+    out = capsys.readouterr().out
+    assert "minibatch 2 x accumulation 1" in out and "minibatch 1 x accumulation 2" in out
+    assert out.strip().splitlines()[-1].startswith("optimisation is ")
+    assert main(["bench", "train", "ppo.epochs=0"]) == 2
+    assert "ppo.epochs must be at least 1" in capsys.readouterr().err
+
+
 def test_an_unsupported_checkpoint_and_an_unwritable_cache_are_one_line_errors(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     cases = [

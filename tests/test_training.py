@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -226,6 +227,45 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(tmp_path, mo
     _, result = fast_run(tmp_path, "crash")  # resumes from update 1
     assert result["episodes"] == 2
     assert [row["update"] for row in read_metrics(tmp_path / "crash" / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_first_minibatch_ratio_is_exactly_one(tmp_path, bf16):
+    """The old log-probs and values are those of the training pass at the same weights, in
+    float32 and under bf16 autocast alike (where sampling's own log-probs drift off)."""
+    config = load_config("tiny/numberline", [*FAST, f"model.bf16={str(bf16).lower()}"])
+    policy = train.prepare(load_policy("tiny-llava", seed=0), config)
+    assert (policy.autocast_dtype is not None) == bf16
+    trainer = PPOTrainer(config, policy, tmp_path, progress=False)
+    envs = make_envs("numberline", 2, image_size=policy.image_size)
+    buffer = RolloutBuffer(3, 2)
+    torch.manual_seed(0)
+    collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0, max_new_tokens=12)
+    envs.close()
+    order = np.random.default_rng(0).permutation(6)
+    trainer._rescore(buffer, order)
+    buffer.compute_advantages(0.9, 0.95)
+    first = next(buffer.minibatches(2, order))
+    parts = trainer._loss(first)
+    assert parts["approx_kl"].item() == 0.0 and parts["clipfrac"].item() == 0.0
+    scores = policy.score(first.images, first.prompts, first.reply_ids)
+    assert torch.equal(scores.logprob(0.5).detach().float(), first.old_logprobs)
+    assert torch.equal(scores.values.detach().float(), first.old_values)
+
+
+def test_cut_episodes_are_bootstrapped_from_their_last_observation(tmp_path):
+    config = load_config("tiny/numberline", [*FAST, "model.bf16=false"])
+    policy = train.prepare(load_policy("tiny-llava", seed=0), config)
+    trainer = PPOTrainer(config, policy, tmp_path, progress=False)
+    envs = make_envs("numberline", 2, image_size=policy.image_size)
+    buffer = RolloutBuffer(3, 2)
+    collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0, max_new_tokens=12)
+    envs.close()
+    assert set(buffer.final_observations) >= {(2, 0), (2, 1)}  # the rollout's end cuts both
+    trainer._rescore(buffer, np.arange(6))
+    for (t, e), (image, prompt) in buffer.final_observations.items():
+        expected = policy.values([image], [prompt]).item()
+        assert buffer.next_values[t, e] == pytest.approx(expected, abs=1e-5)
 
 
 # ----------------------------------------------------------------------------- lambda

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from time import perf_counter
 
 from rlvlm.games import CARD_GAMES, make, render
@@ -51,17 +52,19 @@ def bench_envs(seconds: float = 2.0, games: list[str] | None = None) -> list[dic
 
 
 def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
-                  max_new_tokens: int = 64) -> dict[str, float]:  # fmt: skip
+                  max_new_tokens: int = 64, bf16: bool = True) -> dict[str, float]:  # fmt: skip
     """Replies per second for ``envs`` NumberLine states, each with its log-probs and value:
     batched generation, which records them while it samples, beside the reference loop that
     generates one reply and then scores it with a second forward pass, one environment at a
-    time. Rounds alternate, and medians are reported."""
+    time. Both run at the precision training uses (bf16 autocast where the hardware has it).
+    Rounds alternate, and medians are reported."""
     import torch
 
     from rlvlm.models import DEFAULT_PRESET, load_policy
+    from rlvlm.models.training import set_precision
 
     torch.manual_seed(0)
-    policy = load_policy(preset or DEFAULT_PRESET)
+    policy = set_precision(load_policy(preset or DEFAULT_PRESET), bf16)
     env = make("numberline", image_size=policy.image_size)
     images, prompts = [], []
     for seed in range(envs):
@@ -108,7 +111,7 @@ def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
     print(
         f"batched is {ratio:.1f}x faster ({per_round[0]:.1f}x to {per_round[-1]:.1f}x over "
         f"{rounds} rounds; {preset or DEFAULT_PRESET}, {envs} envs, {max_new_tokens} new "
-        "tokens at most; target 5x)"
+        f"tokens at most, {'bf16 autocast' if policy.autocast_dtype else 'float32'}; target 5x)"
     )
     return {
         "batched": figures["batched"],
@@ -142,3 +145,69 @@ def bench_alfworld(episodes: int = 5, split: str = "valid_unseen") -> dict[str, 
     print(f"{row['new_game_reset_s']:>14.2f}s{row['reset_s']:>8.2f}s"
           f"{row['step_s'] * 1000:>7.0f}ms")  # fmt: skip
     return row
+
+
+def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
+                overrides: Sequence[str] = ()) -> dict[str, float]:  # fmt: skip
+    """One PPO update of a config (the main job's by default): its rollout, then its
+    optimisation timed beside the reference's way of optimising the same rollout from the
+    same weights: one reply per forward pass (minibatch 1, gradients accumulated to the same
+    optimizer steps), in float32."""
+    import copy
+    import dataclasses
+    import tempfile
+
+    import torch
+
+    from rlvlm.config import load_config
+    from rlvlm.models import load_policy
+    from rlvlm.rl.buffer import RolloutBuffer
+    from rlvlm.rl.rollout import collect, make_envs, train_seeds
+    from rlvlm.rl.trainer import PPOTrainer
+    from rlvlm.train import prepare
+
+    config = load_config(config_name, list(overrides))
+    ppo = config.ppo
+    reference_ppo = dataclasses.replace(ppo, minibatch_size=1,
+                                        grad_accum=ppo.minibatch_size * ppo.grad_accum)  # fmt: skip
+    reference_config = dataclasses.replace(
+        config, ppo=reference_ppo, model=dataclasses.replace(config.model, bf16=False)
+    )
+    torch.manual_seed(config.seed)
+    policy = load_policy(model or config.model.name, seed=config.seed)
+    start = copy.deepcopy(policy)
+    ours = prepare(policy, config)
+    envs = make_envs(config.game, ppo.num_envs, image_size=ours.image_size, cot=ppo.cot,
+                     on_invalid=ppo.on_invalid, penalty=ppo.invalid_penalty)  # fmt: skip
+    buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = PPOTrainer(config, ours, Path(scratch) / "ours", progress=False)
+        ours.eval()
+        stats = collect(ours, envs, buffer, train_seeds(config.seed, 0, 0, ppo.num_envs),
+                        thought_coef=ppo.thought_coef, temperature=ppo.temperature,
+                        top_p=ppo.top_p, max_new_tokens=ppo.max_new_tokens)  # fmt: skip
+        envs.close()
+        reference_buffer = copy.deepcopy(buffer)
+        seconds = {"ours": trainer._optimize(buffer, stats)["time/train_seconds"]}
+        reference = prepare(start, reference_config).eval()
+        reference_trainer = PPOTrainer(reference_config, reference, Path(scratch) / "reference",
+                                       progress=False)  # fmt: skip
+        reference_metrics = reference_trainer._optimize(reference_buffer, stats)
+        seconds["reference"] = reference_metrics["time/train_seconds"]
+    transitions = buffer.steps * buffer.num_envs
+    precision = "bf16 autocast" if ours.autocast_dtype is not None else "float32"
+    print(f"one update of {config_name}: {transitions} transitions, {ppo.epochs} epochs, "
+          f"model {model or config.model.name}")  # fmt: skip
+    print(f"rollout       {stats.seconds:>7.1f} s  ({transitions / stats.seconds:.1f} steps/s)")
+    print(f"{'optimisation':<14}{'seconds':>7}{'samples/s':>11}  how")
+    rows = {
+        "ours": f"minibatch {ppo.minibatch_size} x accumulation {ppo.grad_accum}, {precision}",
+        "reference": f"minibatch 1 x accumulation {reference_ppo.grad_accum}, float32",
+    }
+    for name, how in rows.items():
+        rate = transitions * (ppo.epochs + 1) / seconds[name]  # the scoring pass and the epochs
+        print(f"{name:<14}{seconds[name]:>7.1f}{rate:>11.1f}  {how}")
+    ratio = seconds["reference"] / seconds["ours"]
+    print(f"optimisation is {ratio:.1f}x faster than the reference's way (target 5x)")
+    return {"rollout_seconds": stats.seconds, "seconds": seconds["ours"],
+            "reference_seconds": seconds["reference"], "ratio": ratio}  # fmt: skip

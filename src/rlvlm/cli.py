@@ -313,6 +313,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             bench.bench_alfworld(episodes=args.envs)
         except ImportError as error:
             raise _UsageError(str(error)) from None
+    elif args.what == "train":
+        _quiet_transformers()
+        try:
+            bench.bench_train(model=args.model, config_name=args.config or "tiny/numberline",
+                              overrides=args.overrides)  # fmt: skip
+        except ValueError as error:
+            raise _UsageError(str(error)) from None
     else:
         _quiet_transformers()
         bench.bench_rollout(preset=args.model, envs=args.envs)
@@ -526,11 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
-    bench.add_argument("what", choices=["envs", "rollout", "alfworld"])
+    bench.add_argument("what", choices=["envs", "rollout", "train", "alfworld"])
     bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
-    bench.add_argument("--model", help="rollout: the preset to time (default: the default one)")
+    bench.add_argument("--model", help="rollout, train: the preset or checkpoint to time "
+                       "(default: the default preset; train: the config's model)")  # fmt: skip
     bench.add_argument("--envs", type=_positive, default=8,
                        help="rollout: environments; alfworld: episodes")  # fmt: skip
+    bench.add_argument("--config", help="train: the config of the update (default: the main "
+                       "job's, tiny/numberline)")  # fmt: skip
+    bench.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="train: config overrides")  # fmt: skip
     bench.set_defaults(run=cmd_bench)
     return parser
 

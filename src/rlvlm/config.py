@@ -39,7 +39,8 @@ class ModelConfig:
     freeze: list[str] = field(default_factory=list)
     """Parts kept fixed in full fine-tuning (e.g. a pretrained vision tower)."""
     bf16: bool = True
-    """bf16 autocast where the hardware supports it."""
+    """bf16 autocast where the hardware runs it fast (bf16 GPUs; CPUs with AMX or AVX-512
+    bf16); false keeps every pass in float32."""
     gradient_checkpointing: bool = False
 
     def __post_init__(self):

@@ -24,7 +24,12 @@ from accelerate import Accelerator
 from rlvlm.config import TrainConfig, read_yaml, to_yaml
 from rlvlm.io import write_atomic, write_json
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
-from rlvlm.models.training import add_lora, enable_gradient_checkpointing, freeze
+from rlvlm.models.training import (
+    add_lora,
+    enable_gradient_checkpointing,
+    freeze,
+    set_precision,
+)
 
 CONFIG_FILE = "config.yaml"
 SFT_DIR = "sft"
@@ -62,9 +67,7 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
     policy.value_head.requires_grad_(True)
     if model.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
-    if model.bf16 and policy.device.type == "cuda" and torch.cuda.is_bf16_supported():
-        policy.autocast_dtype = torch.bfloat16
-    return policy
+    return set_precision(policy, model.bf16)
 
 
 def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None = None,
@@ -96,7 +99,8 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
         start_model = str(sft_dir)
 
     policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
-    trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress)
+    trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress,
+                         final_replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
     trainer.resume()
     if trainer.update < config.ppo.updates:
         trainer.train()
@@ -105,8 +109,10 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
 
     result: dict[str, Any] = {}
     if main:
-        result = evaluate(policy, config, name=f"ppo ({run_dir.name})", progress=progress,
-                          replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
+        result = trainer.final_evaluation or evaluate(  # resumed after the last update
+            policy, config, name=f"ppo ({run_dir.name})", progress=progress,
+            replays=run_dir / REPLAYS_DIR / "final",
+        )  # fmt: skip
         if sft_eval is not None:
             result["sft_success_rate"] = sft_eval["success_rate"]
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -176,6 +182,7 @@ def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
 
     if accelerator.is_main_process and not path.is_file():
         policy = load_policy(checkpoint, device=accelerator.device, seed=config.seed).eval()
+        set_precision(policy, config.model.bf16)  # evaluated as the trainer will run it
         replays = path.parent / REPLAYS_DIR / name
         write_json(path, evaluate(policy, config, name=name, progress=progress, replays=replays))
     accelerator.wait_for_everyone()

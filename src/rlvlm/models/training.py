@@ -73,9 +73,18 @@ def enable_gradient_checkpointing(policy: VLMPolicy) -> VLMPolicy:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matrix products run fast here: a CUDA GPU that has them, or a CPU with
+    AVX-512 bf16 or AMX units (oneDNN's check); elsewhere bf16 is emulated, and slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def set_precision(policy: VLMPolicy, bf16: bool) -> VLMPolicy:
+    """bf16 autocast for every pass of the policy (generation, scoring, training) where the
+    hardware runs it fast; the weights, the optimiser and the log-probs stay in float32."""
+    policy.autocast_dtype = torch.bfloat16 if bf16 and bf16_supported(policy.device) else None
+    return policy
 
 
 def trainable_parameters(policy: VLMPolicy) -> list[nn.Parameter]:

@@ -2,7 +2,8 @@
 
 A fixed cycle, as in Stable-Baselines3: ``add`` one step of every environment at a time,
 ``compute_advantages`` once the rollout is done, then iterate ``minibatches`` (NamedTuples)
-for each PPO epoch.
+for each PPO epoch. Between the first two, the trainer may overwrite ``logprobs``, ``values``
+and ``next_values`` with what its own scoring pass computes (see ``PPOTrainer``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class RolloutBuffer:
         self.images: list[list[np.ndarray]] = []
         self.prompts: list[list[str]] = []
         self.reply_ids: list[list[list[int]]] = []
+        #: (step, env) -> (image, prompt) of the last observation of each truncated episode,
+        #: whose value ``next_values`` needs; filled by the rollout, valued by the trainer.
+        self.final_observations: dict[tuple[int, int], tuple[np.ndarray, str]] = {}
         self.advantages: np.ndarray | None = None
         self.returns: np.ndarray | None = None
 
@@ -70,14 +74,24 @@ class RolloutBuffer:
             gamma, gae_lambda,
         )  # fmt: skip
 
-    def minibatches(self, size: int, rng: np.random.Generator) -> Iterator[Minibatch]:
-        """Every transition once, shuffled, in minibatches of ``size`` (the last may be
-        smaller). Advantages come as stored (normalise them before, over the whole buffer)."""
+    def fill_next_values(self) -> None:
+        """A step that neither ended nor was cut continues into the next step's state."""
+        running = ~(self.terminated[:-1] | self.truncated[:-1])
+        self.next_values[:-1] = np.where(running, self.values[1:], self.next_values[:-1])
+
+    def index_batches(self, size: int, order: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
+        """(steps, envs) index arrays of the transitions in ``order`` (a permutation of
+        ``range(steps * num_envs)``), ``size`` at a time."""
+        for start in range(0, len(order), size):
+            yield np.divmod(order[start : start + size], self.num_envs)
+
+    def minibatches(self, size: int, order: np.ndarray) -> Iterator[Minibatch]:
+        """Every transition once, in the given order (a permutation, see ``index_batches``),
+        in minibatches of ``size`` (the last may be smaller). Advantages come as stored
+        (normalise them before, over the whole buffer)."""
         if self.advantages is None or self.returns is None:
             raise RuntimeError("call compute_advantages() first")
-        order = rng.permutation(self.steps * self.num_envs)
-        for start in range(0, len(order), size):
-            steps, envs = np.divmod(order[start : start + size], self.num_envs)
+        for steps, envs in self.index_batches(size, order):
 
             def pick(array, steps=steps, envs=envs):
                 return torch.as_tensor(array[steps, envs])

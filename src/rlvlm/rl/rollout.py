@@ -4,7 +4,8 @@ Each update starts its environments afresh from seeds derived from (run seed, up
 process), so a rollout depends only on those, the weights and the torch RNG: a resumed run
 replays it exactly, whether the environments run in this process or in subprocesses.
 Episodes still running when the rollout ends are cut there and bootstrapped with the
-critic's value, like episodes truncated by the game's step limit.
+critic's value, like episodes truncated by the game's step limit: the rollout keeps their
+last observations, and the trainer values them all in one pass.
 """
 
 from __future__ import annotations
@@ -91,18 +92,14 @@ def collect(
         ended = terminated | truncated
         if t == buffer.steps - 1:  # the rollout's end cuts every running episode
             truncated = truncated | ~terminated
-        next_values = np.zeros(envs.num_envs, np.float32)
-        if truncated.any():  # bootstrap from each cut episode's last observation
-            cut = np.flatnonzero(truncated)
-            final_images = [observations[i] if not ended[i] else infos["final_obs"][i] for i in cut]
-            final_prompts = [
-                next_prompts[i] if not ended[i] else infos["final_info"]["prompt"][i] for i in cut
-            ]
-            next_values[cut] = policy.values(final_images, final_prompts).cpu().numpy()
+        for i in np.flatnonzero(truncated):  # bootstrapped later from the last observation
+            final = (observations[i], next_prompts[i]) if not ended[i] else (
+                infos["final_obs"][i], infos["final_info"]["prompt"][i])  # fmt: skip
+            buffer.final_observations[t, i] = final
         buffer.add(
             images, prompts, generation.reply_ids,
             scores.logprob(thought_coef).cpu().numpy(), scores.values.cpu().numpy(),
-            rewards, terminated, truncated, next_values,
+            rewards, terminated, truncated, np.zeros(envs.num_envs, np.float32),
         )  # fmt: skip
         returns += rewards
         lengths += 1
@@ -118,12 +115,5 @@ def collect(
         stats.thought_logprob += float(scores.thought_logprob.sum())
         stats.action_logprob += float(scores.action_logprob.sum())
         prompts = next_prompts
-    _fill_next_values(buffer)
     stats.seconds = time.perf_counter() - start
     return stats
-
-
-def _fill_next_values(buffer: RolloutBuffer) -> None:
-    """A step that neither ended nor was cut continues into the next step's state."""
-    running = ~(buffer.terminated[:-1] | buffer.truncated[:-1])
-    buffer.next_values[:-1] = np.where(running, buffer.values[1:], buffer.next_values[:-1])

@@ -41,8 +41,13 @@ class TrainingDiverged(RuntimeError):
 
 class PPOTrainer:
     def __init__(self, config: TrainConfig, policy: VLMPolicy, run_dir: Path,
-                 accelerator: Accelerator | None = None, progress: bool = True):  # fmt: skip
+                 accelerator: Accelerator | None = None, progress: bool = True,
+                 final_replays: Path | None = None):  # fmt: skip
         self.config, self.ppo = config, config.ppo
+        #: The last update is always evaluated (recording replays in ``final_replays``) and
+        #: its whole result kept here, so the run's final evaluation needs no second pass.
+        self.final_replays = final_replays
+        self.final_evaluation: dict[str, Any] | None = None
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.run_dir = Path(run_dir)
         self.progress = progress and self.accelerator.is_main_process
@@ -126,10 +131,13 @@ class PPOTrainer:
                     metrics = self._optimize(buffer, stats)
                     self.update += 1
                     self.scheduler.step()
-                    if self._due(self.config.eval.every):
-                        metrics |= {
-                            f"eval/{k}": v for k, v in self.evaluate().items() if _scalar(v)
-                        }  # fmt: skip
+                    if self.update == ppo.updates:
+                        self.final_evaluation = self.evaluate(
+                            replays=self.final_replays, name=f"ppo ({self.run_dir.name})"
+                        )
+                        metrics |= _eval_metrics(self.final_evaluation)
+                    elif self._due(self.config.eval.every):
+                        metrics |= _eval_metrics(self.evaluate())
                     self.log.write(self.update, metrics)
                     bar.update()
                     bar.set_postfix(_postfix(metrics), refresh=False)
@@ -150,14 +158,16 @@ class PPOTrainer:
     def _optimize(self, buffer: RolloutBuffer, stats: RolloutStats) -> dict[str, float]:
         ppo = self.ppo
         start = time.perf_counter()
+        rng = np.random.default_rng([self.config.seed, self.update, self.accelerator.process_index])
+        orders = [rng.permutation(buffer.steps * buffer.num_envs) for _ in range(ppo.epochs)]
+        self._rescore(buffer, orders[0])
         buffer.compute_advantages(ppo.gamma, ppo.gae_lambda)
         if ppo.norm_adv:
             buffer.advantages = self._normalized(buffer.advantages)
-        rng = np.random.default_rng([self.config.seed, self.update, self.accelerator.process_index])
         sums: dict[str, float] = {}
         count = 0
-        for _ in range(ppo.epochs):
-            minibatches = list(buffer.minibatches(ppo.minibatch_size, rng))
+        for order in orders:
+            minibatches = list(buffer.minibatches(ppo.minibatch_size, order))
             for group_start in range(0, len(minibatches), ppo.grad_accum):
                 group = minibatches[group_start : group_start + ppo.grad_accum]
                 samples = sum(len(batch.prompts) for batch in group)
@@ -201,6 +211,35 @@ class PPOTrainer:
             "time/train_seconds": train_seconds,
         }  # fmt: skip
         return self._mean_over_processes(metrics)
+
+    @torch.no_grad()
+    def _rescore(self, buffer: RolloutBuffer, order: np.ndarray) -> None:
+        """The old log-probs and values, as the training pass computes them at the rollout's
+        weights, and the values of the cut episodes' last observations.
+
+        Sampling with a KV cache and scoring whole sequences round differently under bf16
+        (and differ by a few 1e-6 in float32), so the log-probs recorded while sampling would
+        start the ratio off 1. Scored here in the first epoch's minibatches, the first
+        minibatch's ratio is exactly 1.
+        """
+        policy, ppo = self.policy, self.ppo
+        for steps, envs in buffer.index_batches(ppo.minibatch_size, order):
+            scores = policy.score(
+                [buffer.images[t][e] for t, e in zip(steps, envs, strict=True)],
+                [buffer.prompts[t][e] for t, e in zip(steps, envs, strict=True)],
+                [buffer.reply_ids[t][e] for t, e in zip(steps, envs, strict=True)],
+                temperature=ppo.temperature,
+            )
+            buffer.logprobs[steps, envs] = scores.logprob(ppo.thought_coef).float().cpu().numpy()
+            buffer.values[steps, envs] = scores.values.float().cpu().numpy()
+        cut = list(buffer.final_observations)
+        for start in range(0, len(cut), self.config.eval.batch_size):
+            chunk = cut[start : start + self.config.eval.batch_size]
+            images, prompts = zip(*(buffer.final_observations[key] for key in chunk), strict=True)
+            values = policy.values(images, prompts).float().cpu().numpy()
+            for (t, e), value in zip(chunk, values, strict=True):
+                buffer.next_values[t, e] = value
+        buffer.fill_next_values()
 
     def _loss(self, batch: Minibatch) -> dict[str, torch.Tensor]:
         ppo, device = self.ppo, self.accelerator.device
@@ -252,13 +291,15 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, episodes: int | None = None) -> dict[str, Any]:
+    def evaluate(self, episodes: int | None = None, replays: Path | None = None,
+                 name: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Success and the rest on the fixed held-out episodes, played by the main process
         with the config's evaluation settings."""
         result: dict[str, Any] = {}
         if self.accelerator.is_main_process:
             self.policy.eval()
-            result = evaluate(self.policy, self.config, episodes, name=f"update {self.update}")
+            name = name or f"update {self.update}"
+            result = evaluate(self.policy, self.config, episodes, name=name, replays=replays)
         self.accelerator.wait_for_everyone()
         return result
 
@@ -313,6 +354,10 @@ def _explained_variance(buffer: RolloutBuffer) -> float:
     returns, values = buffer.returns.ravel(), buffer.values.ravel()
     variance = returns.var()
     return float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
+
+
+def _eval_metrics(result: dict[str, Any]) -> dict[str, float]:
+    return {f"eval/{k}": v for k, v in result.items() if _scalar(v)}
 
 
 def _scalar(value: Any) -> bool:
