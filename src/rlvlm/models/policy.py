@@ -4,8 +4,9 @@ Generation records, while it samples, each reply token's log-prob and the critic
 a rollout needs no second forward pass. Scoring lays out each sequence exactly as generation
 did (left-padded prompt, then the reply) and runs one forward pass for the whole batch with
 gradients. Both read the same distribution (raw logits / temperature, suppressed tokens
-masked) and the same hidden state, so the log-probs kept at rollout time are what the
-training pass computes at the same weights: the first PPO ratio is 1.
+masked) and the same hidden state, so in float32 the log-probs recorded at rollout time are
+what the training pass computes at the same weights, within 1e-5. Under bf16 autocast the two
+round differently; the PPO trainer therefore takes its old log-probs from ``score``.
 """
 
 from __future__ import annotations

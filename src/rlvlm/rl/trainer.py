@@ -133,8 +133,9 @@ class PPOTrainer:
                     self.scheduler.step()
                     if self.update == ppo.updates:
                         self.final_evaluation = self.evaluate(
-                            replays=self.final_replays, name=f"ppo ({self.run_dir.name})"
-                        )
+                            replays=self.final_replays, name=f"ppo ({self.run_dir.name})",
+                            progress=self.progress,
+                        )  # fmt: skip
                         metrics |= _eval_metrics(self.final_evaluation)
                     elif self._due(self.config.eval.every):
                         metrics |= _eval_metrics(self.evaluate())
@@ -292,14 +293,15 @@ class PPOTrainer:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, episodes: int | None = None, replays: Path | None = None,
-                 name: str | None = None) -> dict[str, Any]:  # fmt: skip
+                 name: str | None = None, progress: bool = False) -> dict[str, Any]:  # fmt: skip
         """Success and the rest on the fixed held-out episodes, played by the main process
         with the config's evaluation settings."""
         result: dict[str, Any] = {}
         if self.accelerator.is_main_process:
             self.policy.eval()
             name = name or f"update {self.update}"
-            result = evaluate(self.policy, self.config, episodes, name=name, replays=replays)
+            result = evaluate(self.policy, self.config, episodes, name=name, replays=replays,
+                              progress=progress)  # fmt: skip
         self.accelerator.wait_for_everyone()
         return result
 
