@@ -16,8 +16,9 @@ from rlvlm.sft.trainer import train_sft
 #: pretraining, evaluated on 60 held-out episodes at its evaluation temperature.
 SETTINGS = ["sft.episodes=200", "ppo.updates=3", "eval.episodes=60", "eval.every=0",
             "checkpoint_every=100"]  # fmt: skip
-#: Measured (seed 0, 2-core machine, about 6 minutes on one core): SFT 41.7 %, PPO 100 %
-#: on these 60 episodes; the test asks for a clear gain.
+#: Measured (seed 0, 2-core machine, bf16 autocast, about 2.5 minutes on one core): SFT 51.7 %,
+#: PPO 88.3 % on these 60 episodes (in float32: 41.7 % and 100 %); the test asks for a clear
+#: gain.
 MARGIN = 0.25
 
 
