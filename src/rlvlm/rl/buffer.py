@@ -52,10 +52,10 @@ class RolloutBuffer:
     def full(self) -> bool:
         return len(self.images) == self.steps
 
-    def add(self, images, prompts, reply_ids, logprobs, values, rewards, terminated, truncated,
-            next_values) -> None:  # fmt: skip
-        """One step of every environment. ``next_values`` is V of the observation that
-        followed (for a truncated episode, of its final observation); see ``gae``."""
+    def add(self, images, prompts, reply_ids, logprobs, values, rewards, terminated,
+            truncated) -> None:  # fmt: skip
+        """One step of every environment. ``next_values`` (see ``gae``) are filled once the
+        rollout is done: from ``final_observations`` and by ``fill_next_values``."""
         if self.full:
             raise RuntimeError(f"the buffer already holds {self.steps} steps")
         t = len(self.images)
@@ -64,7 +64,6 @@ class RolloutBuffer:
         self.reply_ids.append([list(reply) for reply in reply_ids])
         self.logprobs[t], self.values[t], self.rewards[t] = logprobs, values, rewards
         self.terminated[t], self.truncated[t] = terminated, truncated
-        self.next_values[t] = next_values
 
     def compute_advantages(self, gamma: float, gae_lambda: float) -> None:
         if not self.full:

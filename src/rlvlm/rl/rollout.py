@@ -99,7 +99,7 @@ def collect(
         buffer.add(
             images, prompts, generation.reply_ids,
             scores.logprob(thought_coef).cpu().numpy(), scores.values.cpu().numpy(),
-            rewards, terminated, truncated, np.zeros(envs.num_envs, np.float32),
+            rewards, terminated, truncated,
         )  # fmt: skip
         returns += rewards
         lengths += 1

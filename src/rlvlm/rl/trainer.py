@@ -234,8 +234,8 @@ class PPOTrainer:
             buffer.logprobs[steps, envs] = scores.logprob(ppo.thought_coef).float().cpu().numpy()
             buffer.values[steps, envs] = scores.values.float().cpu().numpy()
         cut = list(buffer.final_observations)
-        for start in range(0, len(cut), self.config.eval.batch_size):
-            chunk = cut[start : start + self.config.eval.batch_size]
+        for start in range(0, len(cut), buffer.num_envs):  # prompt-only passes, as wide as sampling
+            chunk = cut[start : start + buffer.num_envs]
             images, prompts = zip(*(buffer.final_observations[key] for key in chunk), strict=True)
             values = policy.values(images, prompts).float().cpu().numpy()
             for (t, e), value in zip(chunk, values, strict=True):
