@@ -113,6 +113,24 @@ def test_generation_records_what_score_computes(policy, batch):
     assert (recorded.token_entropy[recorded.reply_mask] > 0).all()
 
 
+def test_a_minibatch_of_encoded_transitions_scores_as_if_encoded_alone(policy, batch):
+    """Encoded once for a rollout, any rows score exactly as when encoding just them: the
+    padding they do not need is dropped, and each row keeps its own image."""
+    torch.manual_seed(0)
+    replies = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0).reply_ids
+    replies[2] = replies[2][:3]  # the shortest prompt with the shortest reply
+    inputs = policy.scoring_inputs(*batch, replies)
+    for rows in ([2], [1, 2], [2, 0]):
+        alone = policy.scoring_inputs(*([items[i] for i in rows] for items in (*batch, replies)))
+        taken = inputs.take(rows)
+        for key, tensor in alone.inputs.items():
+            assert torch.equal(taken.inputs[key], tensor), key
+        assert all(map(torch.equal, taken.replies, alone.replies))
+        with torch.no_grad():
+            a, b = policy.score_inputs(taken), policy.score_inputs(alone)
+        assert torch.equal(a.token_logprobs, b.token_logprobs) and torch.equal(a.values, b.values)
+
+
 def test_save_and_load_give_identical_scores(policy, batch, tmp_path):
     torch.manual_seed(0)
     replies = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0).reply_ids

@@ -193,8 +193,8 @@ def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, inte
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     loss = PPOTrainer._loss
 
-    def nan_in_update_2(self, batch):
-        parts = loss(self, batch)
+    def nan_in_update_2(self, inputs, batch):
+        parts = loss(self, inputs, batch)
         if self.update == 1:
             parts["loss"] = parts["loss"] * float("nan")
         return parts
@@ -249,12 +249,14 @@ def test_the_first_minibatch_ratio_is_exactly_one(tmp_path, bf16):
     collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0, max_new_tokens=12)
     envs.close()
     order = np.random.default_rng(0).permutation(6)
-    trainer._rescore(buffer, order)
+    inputs = policy.scoring_inputs(*buffer.transitions())
+    trainer._rescore(buffer, inputs, order)
     buffer.compute_advantages(0.9, 0.95)
     first = next(buffer.minibatches(2, order))
-    parts = trainer._loss(first)
+    parts = trainer._loss(inputs.take(first.index), first)
     assert parts["approx_kl"].item() == 0.0 and parts["clipfrac"].item() == 0.0
-    scores = policy.score(first.images, first.prompts, first.reply_ids)
+    images, prompts, replies = ([items[i] for i in first.index] for items in buffer.transitions())
+    scores = policy.score(images, prompts, replies)
     assert torch.equal(scores.logprob(0.5).detach().float(), first.old_logprobs)
     assert torch.equal(scores.values.detach().float(), first.old_values)
 
@@ -268,7 +270,7 @@ def test_cut_episodes_are_bootstrapped_from_their_last_observation(tmp_path):
     collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0, max_new_tokens=12)
     envs.close()
     assert set(buffer.final_observations) >= {(2, 0), (2, 1)}  # the rollout's end cuts both
-    trainer._rescore(buffer, np.arange(6))
+    trainer._rescore(buffer, policy.scoring_inputs(*buffer.transitions()), np.arange(6))
     for (t, e), (image, prompt) in buffer.final_observations.items():
         expected = policy.values([image], [prompt]).item()
         assert buffer.next_values[t, e] == pytest.approx(expected, abs=1e-5)

@@ -18,9 +18,7 @@ from rlvlm.rl.advantages import gae
 
 
 class Minibatch(NamedTuple):
-    images: list[np.ndarray]
-    prompts: list[str]
-    reply_ids: list[list[int]]
+    index: np.ndarray  # its transitions' places in ``transitions()``: step * num_envs + env
     old_logprobs: torch.Tensor  # (B,) lambda * thought + action, at rollout time
     old_values: torch.Tensor  # (B,)
     advantages: torch.Tensor  # (B,)
@@ -78,27 +76,26 @@ class RolloutBuffer:
         running = ~(self.terminated[:-1] | self.truncated[:-1])
         self.next_values[:-1] = np.where(running, self.values[1:], self.next_values[:-1])
 
-    def index_batches(self, size: int, order: np.ndarray) -> Iterator[tuple[np.ndarray, ...]]:
-        """(steps, envs) index arrays of the transitions in ``order`` (a permutation of
-        ``range(steps * num_envs)``), ``size`` at a time."""
-        for start in range(0, len(order), size):
-            yield np.divmod(order[start : start + size], self.num_envs)
+    def transitions(self) -> tuple[list[np.ndarray], list[str], list[list[int]]]:
+        """Images, prompts and replies of every transition, step by step: transition
+        ``step * num_envs + env`` is at that place, the index ``minibatches`` gives."""
+        return (
+            [image for step in self.images for image in step],
+            [prompt for step in self.prompts for prompt in step],
+            [reply for step in self.reply_ids for reply in step],
+        )
 
     def minibatches(self, size: int, order: np.ndarray) -> Iterator[Minibatch]:
-        """Every transition once, in the given order (a permutation, see ``index_batches``),
+        """Every transition once, in ``order`` (a permutation of ``range(steps * num_envs)``),
         in minibatches of ``size`` (the last may be smaller). Advantages come as stored
         (normalise them before, over the whole buffer)."""
         if self.advantages is None or self.returns is None:
             raise RuntimeError("call compute_advantages() first")
-        for steps, envs in self.index_batches(size, order):
+        for start in range(0, len(order), size):
+            index = order[start : start + size]
 
-            def pick(array, steps=steps, envs=envs):
-                return torch.as_tensor(array[steps, envs])
+            def pick(array, index=index):
+                return torch.as_tensor(array.reshape(-1)[index])
 
-            yield Minibatch(
-                [self.images[t][e] for t, e in zip(steps, envs, strict=True)],
-                [self.prompts[t][e] for t, e in zip(steps, envs, strict=True)],
-                [self.reply_ids[t][e] for t, e in zip(steps, envs, strict=True)],
-                pick(self.logprobs), pick(self.values), pick(self.advantages),
-                pick(self.returns),
-            )  # fmt: skip
+            yield Minibatch(index, pick(self.logprobs), pick(self.values),
+                            pick(self.advantages), pick(self.returns))  # fmt: skip

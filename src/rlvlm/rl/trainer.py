@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from rlvlm.config import TrainConfig
 from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
-from rlvlm.models.policy import VLMPolicy
+from rlvlm.models.policy import ScoringInputs, VLMPolicy
 from rlvlm.models.training import trainable_parameters
 from rlvlm.rl.advantages import normalize
 from rlvlm.rl.buffer import Minibatch, RolloutBuffer
@@ -161,7 +161,8 @@ class PPOTrainer:
         start = time.perf_counter()
         rng = np.random.default_rng([self.config.seed, self.update, self.accelerator.process_index])
         orders = [rng.permutation(buffer.steps * buffer.num_envs) for _ in range(ppo.epochs)]
-        self._rescore(buffer, orders[0])
+        inputs = self.policy.scoring_inputs(*buffer.transitions())
+        self._rescore(buffer, inputs, orders[0])
         buffer.compute_advantages(ppo.gamma, ppo.gae_lambda)
         if ppo.norm_adv:
             buffer.advantages = self._normalized(buffer.advantages)
@@ -171,16 +172,16 @@ class PPOTrainer:
             minibatches = list(buffer.minibatches(ppo.minibatch_size, order))
             for group_start in range(0, len(minibatches), ppo.grad_accum):
                 group = minibatches[group_start : group_start + ppo.grad_accum]
-                samples = sum(len(batch.prompts) for batch in group)
+                samples = sum(len(batch.index) for batch in group)
                 for i, batch in enumerate(group):
                     last = i == len(group) - 1
                     with nullcontext() if last else self.accelerator.no_sync(self.model):
-                        parts = self._loss(batch)
+                        parts = self._loss(inputs.take(batch.index), batch)
                         self._check_finite(parts["loss"], "loss")
-                        self.accelerator.backward(parts["loss"] * len(batch.prompts) / samples)
+                        self.accelerator.backward(parts["loss"] * len(batch.index) / samples)
                     for key, value in parts.items():
-                        sums[key] = sums.get(key, 0.0) + value.item() * len(batch.prompts)
-                    count += len(batch.prompts)
+                        sums[key] = sums.get(key, 0.0) + value.item() * len(batch.index)
+                    count += len(batch.index)
                 norm = self.accelerator.clip_grad_norm_(
                     trainable_parameters(self.policy), ppo.max_grad_norm
                 )
@@ -214,7 +215,7 @@ class PPOTrainer:
         return self._mean_over_processes(metrics)
 
     @torch.no_grad()
-    def _rescore(self, buffer: RolloutBuffer, order: np.ndarray) -> None:
+    def _rescore(self, buffer: RolloutBuffer, inputs: ScoringInputs, order: np.ndarray) -> None:
         """The old log-probs and values, as the training pass computes them at the rollout's
         weights, and the values of the cut episodes' last observations.
 
@@ -224,13 +225,10 @@ class PPOTrainer:
         minibatch's ratio is exactly 1.
         """
         policy, ppo = self.policy, self.ppo
-        for steps, envs in buffer.index_batches(ppo.minibatch_size, order):
-            scores = policy.score(
-                [buffer.images[t][e] for t, e in zip(steps, envs, strict=True)],
-                [buffer.prompts[t][e] for t, e in zip(steps, envs, strict=True)],
-                [buffer.reply_ids[t][e] for t, e in zip(steps, envs, strict=True)],
-                temperature=ppo.temperature,
-            )
+        for start in range(0, len(order), ppo.minibatch_size):
+            index = order[start : start + ppo.minibatch_size]
+            scores = policy.score_inputs(inputs.take(index), temperature=ppo.temperature)
+            steps, envs = np.divmod(index, buffer.num_envs)
             buffer.logprobs[steps, envs] = scores.logprob(ppo.thought_coef).float().cpu().numpy()
             buffer.values[steps, envs] = scores.values.float().cpu().numpy()
         cut = list(buffer.final_observations)
@@ -242,10 +240,9 @@ class PPOTrainer:
                 buffer.next_values[t, e] = value
         buffer.fill_next_values()
 
-    def _loss(self, batch: Minibatch) -> dict[str, torch.Tensor]:
+    def _loss(self, inputs: ScoringInputs, batch: Minibatch) -> dict[str, torch.Tensor]:
         ppo, device = self.ppo, self.accelerator.device
-        scores = self.model(batch.images, batch.prompts, batch.reply_ids,
-                            temperature=ppo.temperature)  # fmt: skip
+        scores = self.model(inputs, temperature=ppo.temperature)
         logprobs = scores.logprob(ppo.thought_coef)
         out = ppo_loss(
             logprobs, batch.old_logprobs.to(device), batch.advantages.to(device),
@@ -259,8 +256,7 @@ class PPOTrainer:
         }  # fmt: skip
         if self.reference is not None:
             with torch.no_grad():
-                reference = self.reference.score(batch.images, batch.prompts, batch.reply_ids,
-                                                 temperature=ppo.temperature)  # fmt: skip
+                reference = self.reference.score_inputs(inputs, temperature=ppo.temperature)
             log_ratio = reference.logprob(ppo.thought_coef) - logprobs
             kl = (log_ratio.exp() - log_ratio - 1).mean()  # k3: non-negative, unbiased
             parts["loss"] = parts["loss"] + ppo.kl_coef * kl

@@ -65,8 +65,9 @@ def train_sft(
             chunk = order[step * per_step : (step + 1) * per_step]
             mine = chunk[accelerator.process_index :: accelerator.num_processes]
             batch = [demonstrations[i] for i in mine]
-            scores = model([d.image for d in batch], [d.prompt for d in batch],
-                           [replies[i] for i in mine])  # fmt: skip
+            inputs = policy.scoring_inputs([d.image for d in batch], [d.prompt for d in batch],
+                                           [replies[i] for i in mine])  # fmt: skip
+            scores = model(inputs)
             loss = -scores.token_logprobs.sum() / scores.reply_mask.sum()
             if not torch.isfinite(loss):
                 raise RuntimeError(f"the SFT loss became {loss.item()} at step {bar.n + 1}")
