@@ -20,7 +20,7 @@ from rlvlm import train
 from rlvlm.cli import main
 from rlvlm.config import load_config
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
-from rlvlm.models.policy import Scores
+from rlvlm.models.policy import Generation, Scores
 from rlvlm.models.training import bf16_supported
 from rlvlm.rl import trainer as trainer_module
 from rlvlm.rl.buffer import RolloutBuffer
@@ -274,6 +274,75 @@ def test_cut_episodes_are_bootstrapped_from_their_last_observation(tmp_path):
     for (t, e), (image, prompt) in buffer.final_observations.items():
         expected = policy.values([image], [prompt]).item()
         assert buffer.next_values[t, e] == pytest.approx(expected, abs=1e-5)
+
+
+class ScriptedPolicy:
+    """Writes the same reply for every environment, as ``VLMPolicy.generate`` hands it over."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def generate(self, images, prompts, **sampling) -> Generation:
+        n = len(prompts)
+        zeros, ones = torch.zeros(n, 1), torch.ones(n, 1, dtype=torch.bool)
+        scores = Scores(torch.zeros(n), zeros, ones, ones, ones.any(-1), zeros)
+        return Generation([[0]] * n, [self.text] * n, scores)
+
+
+@pytest.mark.parametrize(
+    ("game", "reply", "on_invalid", "steps", "episodes", "format_errors"),
+    [
+        ("blackjack", '{"action": "stand"}', "random", 2, 8, 0),  # every hand ends each step
+        ("numberline", "no idea", "noop", 10, 4, 40),  # every no-op episode hits its limit
+    ],
+)  # fmt: skip
+def test_a_rollout_reads_the_steps_where_every_episode_ends(
+    game, reply, on_invalid, steps, episodes, format_errors
+):
+    """When all environments end on one step, that step's infos exist only as final infos;
+    the rollout counts its episodes and format errors all the same."""
+    envs = make_envs(game, 4, image_size=84, on_invalid=on_invalid)
+    buffer = RolloutBuffer(steps, 4)
+    stats = collect(ScriptedPolicy(reply), envs, buffer, [1, 2, 3, 4], thought_coef=0.5,
+                    temperature=1.0)  # fmt: skip
+    envs.close()
+    assert len(stats.episode_returns) == episodes
+    assert stats.format_errors == format_errors
+    assert (buffer.terminated | buffer.truncated)[-1].all()
+
+
+def test_two_processes_with_one_seed_write_the_same_run(tmp_path):
+    """Every stage, in two separate processes: the first trains the vision stage into an
+    empty cache, the second reads it from there. Metrics (timings aside), evaluations and
+    final weights come out identical."""
+    overrides = [
+        "vision.steps=4", "sft.episodes=2", "sft.epochs=1", "ppo.updates=1", "ppo.num_envs=2",
+        "ppo.steps_per_env=2", "ppo.minibatch_size=2", "ppo.max_new_tokens=8",
+        "eval.episodes=4", "eval.every=0",
+    ]  # fmt: skip
+    env = os.environ | {"RLVLM_CACHE": str(tmp_path / "cache")}
+    runs = []
+    for name in ("first", "second"):
+        command = [sys.executable, "-m", "rlvlm", "train", "--out", str(tmp_path), f"name={name}",
+                   *overrides]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        run_dir = tmp_path / name
+        timed = ("time/", "charts/SPS", "charts/tokens_per_s")
+        metrics = [
+            {k: v for k, v in row.items() if not k.startswith(timed)}
+            for row in read_metrics(run_dir / "metrics.jsonl")
+        ]  # fmt: skip
+        result = json.loads((run_dir / "eval.json").read_text())
+        del result["wall_seconds"], result["policy"]  # the run's name is in the latter
+        sft = json.loads((run_dir / "sft_eval.json").read_text())
+        weights = load_policy(Checkpoints(run_dir / "checkpoints", 1, None).latest()).state_dict()
+        runs.append((metrics, result, sft, weights))
+    (metrics, result, sft, weights), again = runs
+    assert metrics and metrics == again[0]
+    assert result == again[1] and sft == again[2]
+    assert weights.keys() == again[3].keys()
+    assert all(torch.equal(weights[key], again[3][key]) for key in weights)
 
 
 # ----------------------------------------------------------------------------- lambda

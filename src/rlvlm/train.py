@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,8 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
     start = time.perf_counter()
     if main:
         write_atomic(run_dir / CONFIG_FILE, to_yaml(config))
-    torch.manual_seed(config.seed)
 
+    seed_stage(config.seed, "vision")
     with accelerator.main_process_first():  # the vision cache is shared: trained once
         start_model = starting_model(config, progress and main)
     sft_dir = run_dir / SFT_DIR
@@ -93,11 +94,13 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
             if not config.sft.data:
                 with accelerator.main_process_first():
                     _record_demonstrations(config, data_dir, progress and main)
+            seed_stage(config.seed, "sft")
             run_sft(config, start_model, data_dir, sft_dir, accelerator, progress)
         sft_eval = _evaluate_once(run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator,
                                   progress)  # fmt: skip
         start_model = str(sft_dir)
 
+    seed_stage(config.seed, "ppo")
     policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
     trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress,
                          final_replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
@@ -119,6 +122,13 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
         write_json(run_dir / EVAL_FILE, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def seed_stage(seed: int, stage: str) -> None:
+    """Seed torch's generator for one stage of the job from the run's seed and the stage's
+    name, so that what a stage draws does not depend on which stages ran before it in this
+    process: a vision stage trained here or read from the cache, an SFT resumed or not."""
+    torch.manual_seed(zlib.crc32(f"{seed} {stage}".encode()))
 
 
 def starting_model(config: TrainConfig, progress: bool) -> str:
@@ -181,6 +191,7 @@ def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
     from rlvlm.rl.trainer import evaluate
 
     if accelerator.is_main_process and not path.is_file():
+        seed_stage(config.seed, f"{name} eval")
         policy = load_policy(checkpoint, device=accelerator.device, seed=config.seed).eval()
         set_precision(policy, config.model.bf16)  # evaluated as the trainer will run it
         replays = path.parent / REPLAYS_DIR / name

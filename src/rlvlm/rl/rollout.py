@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -103,13 +103,13 @@ def collect(
         )  # fmt: skip
         returns += rewards
         lengths += 1
-        won = infos.get("final_info", {}).get("won")  # games that say (ALFWorld)
+        won = infos.get("final_info", {}).get("won")  # games that say (ALFWorld); ended ones
         for i in np.flatnonzero(ended):
             stats.episode_returns.append(float(returns[i]))
             stats.episode_lengths.append(int(lengths[i]))
             stats.episode_successes.append(bool(won[i]) if won is not None else returns[i] > 0)
         returns[ended], lengths[ended] = 0.0, 0
-        stats.format_errors += int(infos["format_error"].sum())
+        stats.format_errors += int(this_step(infos, "format_error", ended).sum())
         stats.steps += envs.num_envs
         stats.reply_tokens += int(scores.reply_mask.sum())
         stats.thought_logprob += float(scores.thought_logprob.sum())
@@ -117,3 +117,18 @@ def collect(
         prompts = next_prompts
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def this_step(infos: dict[str, Any], key: str, ended: np.ndarray) -> np.ndarray:
+    """Every environment's ``info[key]`` from the step just taken.
+
+    Under same-step autoreset an environment whose episode ended already reports its next
+    episode's reset info, and the step's own info sits in ``final_info``; when every episode
+    ended on that step, it is only there.
+    """
+    final = infos.get("final_info", {})
+    if key not in infos:
+        return np.asarray(final[key])
+    if key not in final:
+        return np.asarray(infos[key])
+    return np.where(ended, final[key], infos[key])
