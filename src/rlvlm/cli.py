@@ -326,6 +326,70 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from rlvlm import experiment as grid
+
+    try:
+        spec = grid.load_experiment(args.spec)
+        cells = spec.cells(args.out)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    folder = Path(args.out) / spec.name
+    if args.dry_run:
+        return _dry_run(spec, cells, args.workers)
+    if args.table:
+        results = grid.write_results(spec, cells, folder)
+        print(grid.markdown(results), end="")
+        print(f"written to {folder}/ (results.json, results.md, curves.png)")
+        return 0
+    if args.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise _UsageError('--backend ray needs Ray: pip install "rlvlm[ray]"') from None
+    from rlvlm.models.policy import check_loadable
+
+    try:
+        for model in sorted({cell.config.model.name for cell in cells}):
+            check_loadable(model)
+        failed = grid.run_cells(spec, cells, workers=args.workers, backend=args.backend)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to continue {folder}", file=sys.stderr)
+        return 130
+    grid.write_results(spec, cells, folder)
+    print(f"results in {folder}/results.md; a cell's run: rlvlm report {folder}/<cell>")
+    if failed:
+        print(
+            f"{len(failed)} cells failed: {', '.join(cell.name for cell in failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _dry_run(spec, cells, workers: int) -> int:
+    from rlvlm.experiment import estimate_seconds, status
+
+    print(
+        f"{spec.name}: {len(cells)} cells ({' x '.join(map(str, map(len, spec.axes.values())))}"
+        f" of {', '.join(spec.axes)})"
+    )
+    print(f"{'cell':<40}{'status':<9}{'estimate':>9}")
+    left = 0.0
+    for cell in cells:
+        state = status(cell)
+        seconds = estimate_seconds(cell.config)
+        left += seconds if state != "done" else 0.0
+        print(f"{cell.name:<40}{state:<9}{seconds / 60:>8.0f}m")
+    print(
+        f"about {left / 3600:.1f} h of work left on this machine's 2 cores "
+        f"(rough: the main job's costs), {workers} cell(s) at a time sharing them"
+    )
+    return 0
+
+
 def cmd_alfworld(args: argparse.Namespace) -> int:
     from rlvlm.games.alfworld.generate import write_suite
 
@@ -544,6 +608,41 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("overrides", nargs="*", metavar="key=value",
                        help="train: config overrides")  # fmt: skip
     bench.set_defaults(run=cmd_bench)
+
+    grid = commands.add_parser(
+        "experiment", help="a grid of training runs (games x seeds x config keys), resumable"
+    )
+    grid.add_argument("spec", help="a spec file or a shipped spec (paper/table2 ...)")
+    grid.add_argument(
+        "--out",
+        metavar="DIR",
+        default="experiments",
+        help="where the experiment's folder goes (default: experiments)",
+    )
+    grid.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="cells run side by side, the cores split between them",
+    )
+    grid.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: cells as tasks on the cluster RAY_ADDRESS names",
+    )
+    what = grid.add_mutually_exclusive_group()
+    what.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells and an estimate of the time; run nothing",
+    )
+    what.add_argument(
+        "--table",
+        action="store_true",
+        help="write results.json, results.md and curves.png of what has run",
+    )
+    grid.set_defaults(run=cmd_experiment)
     return parser
 
 

@@ -1,0 +1,197 @@
+"""Running an experiment's cells: each is ``rlvlm train --resume <cell>`` in a process of its
+own, side by side on this machine or as tasks on a Ray cluster.
+
+A cell's run directory gets its config before the run starts, so every cell runs the same
+way whether it is new or was interrupted: finished cells (with ``eval.json``) are skipped,
+the others continue from what their directory holds. A cell whose saved config no longer
+matches the spec is an error, never silently trained on under the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import cache
+from typing import Literal
+
+from rlvlm.config import TrainConfig, to_yaml
+from rlvlm.experiment.spec import Cell, Experiment
+from rlvlm.io import write_atomic
+from rlvlm.report.runs import CONFIG_FILE, EVAL_FILE, flatten
+
+LOG_DIR = "logs"
+Status = Literal["done", "started", "new"]
+
+#: Rough costs on the 2-core development machine, measured with the main job: seconds per
+#: vision step, per SFT reply and epoch, per rollout reply, per PPO scoring pass of a
+#: transition, and per evaluation reply (generation at 64 new tokens at most).
+SECONDS = {
+    "vision_step": 0.08,
+    "sft_reply": 0.0175,
+    "rollout_reply": 0.016,
+    "ppo_pass": 0.0092,
+    "eval_reply": 0.024,
+}
+
+
+def status(cell: Cell) -> Status:
+    if (cell.run_dir / EVAL_FILE).is_file():
+        return "done"
+    return "started" if (cell.run_dir / CONFIG_FILE).is_file() else "new"
+
+
+def check_unchanged(cell: Cell) -> None:
+    """A started cell must still be the run the spec describes."""
+    from rlvlm.train import resume_config
+
+    saved = flatten(resume_config(cell.run_dir).to_dict())
+    wanted = flatten(cell.config.to_dict())
+    if changed := sorted(
+        key for key in wanted.keys() | saved.keys() if saved.get(key) != wanted.get(key)
+    ):
+        raise ValueError(
+            f"cell {cell.name} was started with other settings ({', '.join(changed)}); "
+            f"restore the spec, or remove {cell.run_dir} to start it afresh"
+        )
+
+
+def run_cells(
+    experiment: Experiment,
+    cells: list[Cell],
+    *,
+    workers: int = 1,
+    backend: Literal["local", "ray"] = "local",
+    say: Callable[[str], None] = print,
+) -> list[Cell]:
+    """Run every cell that is not done, ``workers`` at a time; the cells that failed.
+
+    Each cell gets an equal share of this machine's cores (``OMP_NUM_THREADS``); its output
+    goes to ``<experiment>/logs/<cell>.log``.
+    """
+    for cell in cells:
+        if status(cell) == "started":
+            check_unchanged(cell)
+    todo = [cell for cell in cells if status(cell) != "done"]
+    say(
+        f"{experiment.name}: {len(cells) - len(todo)} of {len(cells)} cells done, "
+        f"{len(todo)} to run, {workers} at a time ({backend})"
+    )
+    if not todo:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = {}
+    for cell in todo:
+        if status(cell) == "new":
+            cell.run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(cell.run_dir / CONFIG_FILE, to_yaml(cell.config))
+        log = cell.run_dir.parent / LOG_DIR / f"{cell.name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        jobs[cell.name] = (_command(cell), str(log))
+    start, finished, failed = time.perf_counter(), 0, []
+
+    def report(cell: Cell, code: int, seconds: float) -> None:
+        nonlocal finished
+        finished += 1
+        outcome = _outcome(cell) if code == 0 else f"failed (exit {code}), see {jobs[cell.name][1]}"
+        say(
+            f"[{finished}/{len(todo)}] {cell.name}: {outcome} ({seconds:.0f} s; "
+            f"{time.perf_counter() - start:.0f} s in all)"
+        )
+        if code != 0:
+            failed.append(cell)
+
+    by_name = {cell.name: cell for cell in todo}
+    environment = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    if backend == "ray":
+        for name, code, seconds in _on_ray(jobs, environment, threads, workers):
+            report(by_name[name], code, seconds)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_command, *jobs[name], environment): name for name in jobs}
+            for future in as_completed(futures):
+                report(by_name[futures[future]], *future.result())
+    return failed
+
+
+def run_command(command: list[str], log: str, environment: dict[str, str]) -> tuple[int, float]:
+    """Run one cell's command with its output in ``log``; its exit code and seconds."""
+    start = time.perf_counter()
+    with open(log, "a") as output:
+        done = subprocess.run(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=os.environ | environment,
+            check=False,
+        )
+    return done.returncode, time.perf_counter() - start
+
+
+def _on_ray(jobs, environment, threads: int, workers: int):
+    """Each cell a Ray task of ``threads`` CPUs on the cluster that ``ray.init`` finds (the
+    ``RAY_ADDRESS`` variable, a running ``ray start``, or a new local instance); every node
+    must see the experiment's folder at the same path."""
+    import ray
+
+    ray.init(ignore_reinit_error=True, log_to_driver=False)
+    task = ray.remote(num_cpus=threads)(run_command)
+    waiting = list(jobs)
+    running = {}
+    while waiting or running:
+        while waiting and len(running) < workers:
+            name = waiting.pop(0)
+            running[task.remote(*jobs[name], environment)] = name
+        ready, _ = ray.wait(list(running), num_returns=1)
+        name = running.pop(ready[0])
+        code, seconds = ray.get(ready[0])
+        yield name, code, seconds
+
+
+def _command(cell: Cell) -> list[str]:
+    return [sys.executable, "-m", "rlvlm", "train", "--resume", str(cell.run_dir)]
+
+
+def _outcome(cell: Cell) -> str:
+    import json
+
+    result = json.loads((cell.run_dir / EVAL_FILE).read_text())
+    sft = result.get("sft_success_rate")
+    before = f"SFT {sft:.1%}, " if sft is not None else ""
+    return f"{before}final {result['success_rate']:.1%}"
+
+
+def estimate_seconds(config: TrainConfig) -> float:
+    """A rough wall time for a cell on the 2-core development machine with no other job,
+    from the costs in ``SECONDS`` and the expert's mean episode length."""
+    length = expert_episode_length(config.game)
+    reply = config.ppo.max_new_tokens / 64  # generation time grows with the reply's length
+    sft = config.sft.episodes * length * config.sft.epochs * SECONDS["sft_reply"]
+    transitions = config.ppo.updates * config.ppo.num_envs * config.ppo.steps_per_env
+    ppo = transitions * (
+        reply * SECONDS["rollout_reply"] + (config.ppo.epochs + 1) * SECONDS["ppo_pass"]
+    )
+    every = config.eval.every
+    evaluations = (config.sft.episodes > 0) + (config.ppo.updates // every if every else 0) + 1
+    evaluation = evaluations * config.eval.episodes * length * reply * SECONDS["eval_reply"]
+    return config.vision.steps * SECONDS["vision_step"] + sft + ppo + evaluation
+
+
+@cache
+def expert_episode_length(game: str, episodes: int = 20) -> float:
+    """The expert's mean episode length over a few deals (a proxy for a trained policy's)."""
+    from rlvlm.games import make
+
+    env = make(game)
+    task, steps = env.unwrapped.task, 0
+    for seed in range(episodes):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(task.oracle_action(env.unwrapped.view()))
+            steps, done = steps + 1, terminated or truncated
+    env.close()
+    return steps / episodes

@@ -1,0 +1,159 @@
+"""Experiment grids: specs and their cells, a small grid run to the end and skipped when run
+again, a resumed cell, a changed spec refused, the table and the curves, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlvlm.cli import main
+from rlvlm.config import to_yaml
+from rlvlm.experiment import load_experiment, run_cells, spec_names, status, write_results
+from rlvlm.experiment.runner import check_unchanged
+
+#: A few seconds per cell: every stage, at the smallest size.
+TINY = [
+    "vision.steps=0",
+    "sft.episodes=2",
+    "sft.epochs=1",
+    "ppo.updates=2",
+    "ppo.num_envs=2",
+    "ppo.steps_per_env=2",
+    "ppo.minibatch_size=2",
+    "ppo.max_new_tokens=8",
+    "eval.episodes=4",
+    "eval.every=1",
+    "eval.replays=0",
+]
+
+
+def write_spec(folder: Path, **changes) -> Path:
+    spec = {
+        "name": "grid",
+        "config": "tiny/{game}",
+        "overrides": TINY,
+        "axes": {"game": ["numberline"], "seed": [0, 1]},
+        "budget": 6,
+    } | changes
+    path = folder / "grid.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return path
+
+
+def test_cells_cross_the_axes_and_name_themselves(tmp_path):
+    spec = load_experiment(
+        write_spec(
+            tmp_path, axes={"game": ["numberline", "blackjack"], "ppo.thought_coef": [0.3, 1]}
+        )
+    )
+    cells = spec.cells(tmp_path)
+    assert [cell.name for cell in cells] == [
+        "numberline-thought_coef0.3",
+        "numberline-thought_coef1",
+        "blackjack-thought_coef0.3",
+        "blackjack-thought_coef1",
+    ]
+    assert cells[2].config.game == "blackjack" and cells[2].config.ppo.thought_coef == 0.3
+    assert cells[3].config.ppo.updates == 2  # the spec's overrides reach every cell
+    assert cells[0].run_dir == tmp_path / "grid" / "numberline-thought_coef0.3"
+    assert spec.seedless_axes == ["game", "ppo.thought_coef"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"axes": {}}, "axes must map"),
+        ({"axes": {"seed": []}}, "non-empty list"),
+        ({"colour": "red"}, "unknown keys"),
+        ({"axes": {"game": ["numberline"], "ppo.nonsense": [1]}}, "cell numberline-nonsense1"),
+        ({"axes": {"game": ["chess"]}}, "cell chess: no config file 'tiny/chess'"),
+        ({"config": "tiny/numberline", "axes": {"game": ["chess"]}}, "unknown game 'chess'"),
+        ({"budget": 0}, "budget"),
+    ],
+)
+def test_a_bad_spec_is_refused_before_anything_runs(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        load_experiment(write_spec(tmp_path, **changes)).cells(tmp_path)
+
+
+def test_shipped_specs_load():
+    assert "paper/table2" in spec_names()
+    for name in spec_names():
+        cells = load_experiment(name).cells()
+        assert len({cell.name for cell in cells}) == len(cells)
+
+
+def test_a_grid_runs_resumes_and_aggregates(tmp_path):
+    spec = load_experiment(write_spec(tmp_path))
+    cells = spec.cells(tmp_path)
+    said: list[str] = []
+    # The first cell was stopped before its run began: its folder holds only its config.
+    cells[0].run_dir.mkdir(parents=True)
+    (cells[0].run_dir / "config.yaml").write_text(to_yaml(cells[0].config))
+    assert [status(cell) for cell in cells] == ["started", "new"]
+    assert run_cells(spec, cells, workers=2, say=said.append) == []
+    assert said[0] == "grid: 0 of 2 cells done, 2 to run, 2 at a time (local)"
+    assert [status(cell) for cell in cells] == ["done", "done"]
+    logs = sorted(path.name for path in (tmp_path / "grid" / "logs").iterdir())
+    assert logs == ["numberline-seed0.log", "numberline-seed1.log"]
+
+    run_cells(spec, cells, say=said.append)  # nothing left to do
+    assert said[-1] == "grid: 2 of 2 cells done, 0 to run, 1 at a time (local)"
+
+    results = write_results(spec, cells, tmp_path / "grid")
+    (group,) = results["groups"]
+    assert group["done"] == 2 and len(group["final_success_seeds"]) == 2
+    for row in results["cells"]:
+        assert row["status"] == "done" and row["updates_done"] == 2
+        assert row["env_steps"] == 8 and row["peak_env_steps"] <= 6  # within the budget
+        final = json.loads((tmp_path / "grid" / row["cell"] / "eval.json").read_text())
+        assert row["final_success"] == final["success_rate"]
+    assert group["final_success_mean"] == pytest.approx(sum(group["final_success_seeds"]) / 2)
+    for name in ("results.json", "results.md", "curves.png"):
+        assert (tmp_path / "grid" / name).stat().st_size > 0
+    assert "| numberline | 2/2 |" in (tmp_path / "grid" / "results.md").read_text()
+
+
+def test_the_ray_backend_runs_cells_as_tasks(tmp_path):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    spec = load_experiment(write_spec(tmp_path))
+    cells = spec.cells(tmp_path)
+    said: list[str] = []
+    try:
+        assert run_cells(spec, cells, workers=2, backend="ray", say=said.append) == []
+    finally:
+        ray.shutdown()
+    assert said[0] == "grid: 0 of 2 cells done, 2 to run, 2 at a time (ray)"
+    assert [status(cell) for cell in cells] == ["done", "done"]
+    assert all(line.split(": ")[1].startswith("SFT ") for line in said[1:])
+
+
+def test_a_started_cell_whose_spec_changed_is_refused(tmp_path):
+    before = load_experiment(write_spec(tmp_path, overrides=[*TINY, "ppo.lr=0.1"]))
+    started = before.cells(tmp_path)[0]
+    started.run_dir.mkdir(parents=True)
+    (started.run_dir / "config.yaml").write_text(to_yaml(started.config))
+    now = load_experiment(write_spec(tmp_path)).cells(tmp_path)[0]
+    with pytest.raises(
+        ValueError,
+        match=r"numberline-seed0 was started with other settings "
+        r"\(ppo.lr\)",
+    ):
+        check_unchanged(now)
+
+
+def test_cli_dry_run_lists_cells_with_estimates(tmp_path, capsys):
+    assert main(["experiment", str(write_spec(tmp_path)), "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 2 cells (1 x 2 of game, seed)" in out
+    assert "numberline-seed1" in out and "h of work left" in out
+    assert not (tmp_path / "grid").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["experiment", "paper/nothing"]) == 2
+    assert main(["experiment", str(write_spec(tmp_path, axes={"seed": "x"}))]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("rlvlm experiment: error:") for line in errors)
