@@ -68,7 +68,7 @@ def test_cells_cross_the_axes_and_name_themselves(tmp_path):
         ({"axes": {"seed": []}}, "non-empty list"),
         ({"colour": "red"}, "unknown keys"),
         ({"axes": {"game": ["numberline"], "ppo.nonsense": [1]}}, "cell numberline-nonsense1"),
-        ({"axes": {"game": ["chess"]}}, "cell chess: no config file 'tiny/chess'"),
+        ({"axes": {"game": ["chess"]}}, "cell chess: no config 'tiny/chess'"),
         ({"config": "tiny/numberline", "axes": {"game": ["chess"]}}, "unknown game 'chess'"),
         ({"budget": 0}, "budget"),
     ],

@@ -184,16 +184,27 @@ def _check(condition: bool, message: str) -> None:
 # ----------------------------------------------------------------------------- reading
 
 
-def config_names() -> list[str]:
-    """The shipped configs, as ``tiny/numberline``, ``paper/blackjack`` ..."""
-    root = resources.files("rlvlm") / "configs"
+#: Where shipped YAML files live under ``rlvlm/configs``, by kind, and which of their
+#: folders count (None: all).
+_SHIPPED = {"config": ((), ("paper", "tiny")), "experiment spec": (("experiments",), None)}
+
+
+def config_names(kind: str = "config") -> list[str]:
+    """The shipped configs, as ``tiny/numberline``, ``paper/blackjack`` ... (or, for
+    ``kind="experiment spec"``, the shipped experiment specs)."""
+    root = _shipped_root(kind)
+    groups = _SHIPPED[kind][1]
     return sorted(
         f"{group.name}/{file.name.removesuffix('.yaml')}"
         for group in root.iterdir()
-        if group.is_dir() and group.name in ("paper", "tiny")
+        if group.is_dir() and (groups is None or group.name in groups)
         for file in group.iterdir()
         if file.name.endswith(".yaml")
     )
+
+
+def _shipped_root(kind: str):
+    return resources.files("rlvlm").joinpath("configs", *_SHIPPED[kind][0])
 
 
 def default_config_name(game: str | None, model: str | None) -> str:
@@ -204,22 +215,23 @@ def default_config_name(game: str | None, model: str | None) -> str:
     return f"{group}/{game or 'numberline'}"
 
 
-def read_yaml(source: str | Path) -> dict[str, Any]:
-    """A config file's contents: a path, or a shipped config's name (``tiny/numberline``)."""
+def read_yaml(source: str | Path, kind: str = "config") -> dict[str, Any]:
+    """A config file's contents: a path, or a shipped config's name (``tiny/numberline``);
+    with ``kind="experiment spec"``, a spec's (``paper/table2``)."""
     path = Path(source)
     if not path.is_file():
-        if str(source) not in config_names():
+        names = config_names(kind)
+        if str(source) not in names:
             raise ValueError(
-                f"no config file {str(source)!r}; give a YAML path or one of "
-                f"{', '.join(config_names())}"
+                f"no {kind} {str(source)!r}; give a YAML path or one of {', '.join(names)}"
             )
-        path = Path(str(resources.files("rlvlm") / "configs" / f"{source}.yaml"))
+        path = Path(str(_shipped_root(kind) / f"{source}.yaml"))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config is a mapping of keys to values")
+        raise ValueError(f"{path}: a {kind} is a mapping of keys to values")
     return data
 
 

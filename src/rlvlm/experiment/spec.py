@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from itertools import product
 from pathlib import Path
 from typing import Any
 
-import yaml
+from rlvlm.config import TrainConfig, config_names, load_config, read_yaml
 
-from rlvlm.config import TrainConfig, load_config
-
+SPEC = "experiment spec"
 SPEC_KEYS = ("name", "description", "config", "overrides", "axes", "budget")
 
 
@@ -82,32 +80,13 @@ class Experiment:
 
 def spec_names() -> list[str]:
     """The shipped specs, as ``paper/table2`` ..."""
-    root = resources.files("rlvlm") / "configs" / "experiments"
-    return sorted(
-        f"{group.name}/{file.name.removesuffix('.yaml')}"
-        for group in root.iterdir()
-        if group.is_dir()
-        for file in group.iterdir()
-        if file.name.endswith(".yaml")
-    )
+    return config_names(SPEC)
 
 
 def load_experiment(source: str | Path) -> Experiment:
     """A spec from a YAML file or a shipped name; a ValueError says what is wrong with it."""
+    data = read_yaml(source, SPEC)
     path = Path(source)
-    if not path.is_file():
-        if str(source) not in spec_names():
-            raise ValueError(
-                f"no experiment spec {str(source)!r}; give a YAML path or one of "
-                f"{', '.join(spec_names())}"
-            )
-        path = Path(str(resources.files("rlvlm") / "configs" / "experiments" / f"{source}.yaml"))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a spec is a mapping with the keys {', '.join(SPEC_KEYS)}")
     if unknown := sorted(set(data) - set(SPEC_KEYS)):
         raise ValueError(f"{path}: unknown keys {unknown}; a spec has {', '.join(SPEC_KEYS)}")
     axes = data.get("axes")
