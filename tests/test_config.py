@@ -87,7 +87,7 @@ def test_a_config_survives_writing_and_reading(tmp_path):
         ("ppo.lrr=1", r"unknown config key 'ppo\.lrr'; valid keys: .*ppo\.lr,"),
         ("nope=1", r"unknown config key 'nope'"),
         ("ppo.updates=many", r"ppo\.updates must be int"),
-        ("ppo.updates=0", r"ppo\.updates must be at least 1"),
+        ("ppo.updates=-1", r"ppo\.updates must be 0 \(SFT only\) or more"),
         ("ppo.vector=threads", r"ppo\.vector must be one of sync, async"),
         ("model.freeze=[eyes]", r"unknown parts \['eyes'\]"),
         ("game=chess", r"unknown game 'chess'"),
@@ -97,6 +97,12 @@ def test_a_config_survives_writing_and_reading(tmp_path):
 def test_bad_overrides_are_clear_errors(override, message):
     with pytest.raises(ValueError, match=message):
         load_config("tiny/numberline", [override])
+
+
+def test_sft_only_needs_sft():
+    assert load_config("tiny/numberline", ["ppo.updates=0"]).ppo.updates == 0
+    with pytest.raises(ValueError, match=r"ppo\.updates=0 \(SFT only\) needs SFT"):
+        load_config("tiny/numberline", ["ppo.updates=0", "sft.episodes=0"])
 
 
 @pytest.mark.parametrize(

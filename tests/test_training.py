@@ -190,6 +190,16 @@ def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, inte
                         weights(last_checkpoint(reference_dir)))  # fmt: skip
 
 
+def test_an_sft_only_run_ends_with_its_sft_evaluation(tmp_path):
+    run_dir, result = fast_run(tmp_path, "sft", "sft.episodes=2", "sft.epochs=1",
+                               "ppo.updates=0")  # fmt: skip
+    sft = json.loads((run_dir / "sft_eval.json").read_text())
+    assert result == json.loads((run_dir / "eval.json").read_text())
+    assert result["success_rate"] == result["sft_success_rate"] == sft["success_rate"]
+    assert result["episodes"] == sft["episodes"] == 2
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     loss = PPOTrainer._loss
 

@@ -81,7 +81,8 @@ class SFTConfig:
 @dataclass
 class PPOConfig:
     updates: int = 25
-    """PPO updates; the learning rate is cosine-annealed over them."""
+    """PPO updates; the learning rate is cosine-annealed over them. 0: SFT only, and the
+    SFT checkpoint's evaluation is the run's final one."""
     num_envs: int = 8
     """Environments stepped together (per process); one batched generation per step."""
     steps_per_env: int = 64
@@ -121,9 +122,10 @@ class PPOConfig:
     """Step the environments in this process or in subprocess workers."""
 
     def __post_init__(self):
-        for key in ("updates", "num_envs", "steps_per_env", "epochs", "minibatch_size",
+        for key in ("num_envs", "steps_per_env", "epochs", "minibatch_size",
                     "grad_accum", "max_new_tokens"):  # fmt: skip
             _check(getattr(self, key) >= 1, f"ppo.{key} must be at least 1")
+        _check(self.updates >= 0, "ppo.updates must be 0 (SFT only) or more")
         _check(0 <= self.thought_coef <= 1, "ppo.thought_coef must be in [0, 1]")
         _check(self.temperature > 0, "ppo.temperature must be above 0 (PPO samples)")
         _check(0 < self.top_p <= 1, "ppo.top_p must be in (0, 1]")
@@ -171,6 +173,8 @@ class TrainConfig:
         if self.game not in GAMES:
             raise ValueError(f"unknown game {self.game!r}; choose from {', '.join(GAMES)}")
         _check(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
+        _check(self.ppo.updates > 0 or self.sft.episodes > 0 or self.sft.data is not None,
+               "ppo.updates=0 (SFT only) needs SFT: sft.episodes or sft.data")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

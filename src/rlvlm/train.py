@@ -100,6 +100,9 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
                                   progress)  # fmt: skip
         start_model = str(sft_dir)
 
+    if config.ppo.updates == 0:  # SFT only: the run ends with the SFT checkpoint
+        return _finish(dict(sft_eval or {}), sft_eval, run_dir, start, accelerator)
+
     seed_stage(config.seed, "ppo")
     policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
     trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress,
@@ -116,6 +119,13 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
             policy, config, name=f"ppo ({run_dir.name})", progress=progress,
             replays=run_dir / REPLAYS_DIR / "final",
         )  # fmt: skip
+    return _finish(result, sft_eval, run_dir, start, accelerator)
+
+
+def _finish(result: dict[str, Any], sft_eval: dict[str, Any] | None, run_dir: Path,
+            start: float, accelerator: Accelerator) -> dict[str, Any]:  # fmt: skip
+    """The run's final result, with its SFT success beside it, written to ``eval.json``."""
+    if accelerator.is_main_process:
         if sft_eval is not None:
             result["sft_success_rate"] = sft_eval["success_rate"]
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
