@@ -4,7 +4,7 @@ own, side by side on this machine or as tasks on a Ray cluster.
 A cell's run directory gets its config before the run starts, so every cell runs the same
 way whether it is new or was interrupted: finished cells (with ``eval.json``) are skipped,
 the others continue from what their directory holds. A cell whose saved config no longer
-matches the spec is an error, never silently trained on under the new one.
+matches the spec is an error, never silently trained on or counted under the new one.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def status(cell: Cell) -> Status:
 
 
 def check_unchanged(cell: Cell) -> None:
-    """A started cell must still be the run the spec describes."""
+    """A started or finished cell must still be the run the spec describes: a table never
+    mixes runs of two versions of a spec."""
     from rlvlm.train import resume_config
 
     saved = flatten(resume_config(cell.run_dir).to_dict())
@@ -73,7 +74,7 @@ def run_cells(
     goes to ``<experiment>/logs/<cell>.log``.
     """
     for cell in cells:
-        if status(cell) == "started":
+        if status(cell) != "new":
             check_unchanged(cell)
     todo = [cell for cell in cells if status(cell) != "done"]
     say(
