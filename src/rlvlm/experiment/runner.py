@@ -1,8 +1,8 @@
 """Running an experiment's cells: each is ``rlvlm train --resume <cell>`` in a process of its
 own, side by side on this machine or as tasks on a Ray cluster.
 
-A cell's run directory gets its config before the run starts, so every cell runs the same
-way whether it is new or was interrupted: finished cells (with ``eval.json``) are skipped,
+A cell's run directory gets its config as the cell starts, so every cell runs the same way
+whether it is new or was interrupted: finished cells (with ``eval.json``) are skipped,
 the others continue from what their directory holds. A cell whose saved config no longer
 matches the spec is an error, never silently trained on or counted under the new one.
 """
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from rlvlm.config import TrainConfig, to_yaml
@@ -84,14 +85,8 @@ def run_cells(
     if not todo:
         return []
     threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = {}
-    for cell in todo:
-        if status(cell) == "new":
-            cell.run_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(cell.run_dir / CONFIG_FILE, to_yaml(cell.config))
-        log = cell.run_dir.parent / LOG_DIR / f"{cell.name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        jobs[cell.name] = (_command(cell), str(log))
+    (cells[0].run_dir.parent / LOG_DIR).mkdir(parents=True, exist_ok=True)
+    jobs = {cell.name: (_command(cell), str(_log(cell))) for cell in todo}
     start, finished, failed = time.perf_counter(), 0, []
 
     def report(cell: Cell, code: int, seconds: float) -> None:
@@ -108,14 +103,31 @@ def run_cells(
     by_name = {cell.name: cell for cell in todo}
     environment = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     if backend == "ray":
-        for name, code, seconds in _on_ray(jobs, environment, threads, workers):
+        for name, code, seconds in _on_ray(by_name, jobs, environment, threads, workers):
             report(by_name[name], code, seconds)
     else:
+
+        def run(cell: Cell) -> tuple[int, float]:
+            _begin(cell)
+            return run_command(*jobs[cell.name], environment)
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_command, *jobs[name], environment): name for name in jobs}
+            futures = {pool.submit(run, cell): cell for cell in todo}
             for future in as_completed(futures):
-                report(by_name[futures[future]], *future.result())
+                report(futures[future], *future.result())
     return failed
+
+
+def _begin(cell: Cell) -> None:
+    """Give a new cell its run directory and config as it starts (not before: a grid
+    stopped early leaves the cells it never reached new, free to change in the spec)."""
+    if status(cell) == "new":
+        cell.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(cell.run_dir / CONFIG_FILE, to_yaml(cell.config))
+
+
+def _log(cell: Cell) -> Path:
+    return cell.run_dir.parent / LOG_DIR / f"{cell.name}.log"
 
 
 def run_command(command: list[str], log: str, environment: dict[str, str]) -> tuple[int, float]:
@@ -132,7 +144,7 @@ def run_command(command: list[str], log: str, environment: dict[str, str]) -> tu
     return done.returncode, time.perf_counter() - start
 
 
-def _on_ray(jobs, environment, threads: int, workers: int):
+def _on_ray(cells, jobs, environment, threads: int, workers: int):
     """Each cell a Ray task of ``threads`` CPUs on the cluster that ``ray.init`` finds (the
     ``RAY_ADDRESS`` variable, a running ``ray start``, or a new local instance); every node
     must see the experiment's folder at the same path."""
@@ -145,6 +157,7 @@ def _on_ray(jobs, environment, threads: int, workers: int):
     while waiting or running:
         while waiting and len(running) < workers:
             name = waiting.pop(0)
+            _begin(cells[name])
             running[task.remote(*jobs[name], environment)] = name
         ready, _ = ray.wait(list(running), num_returns=1)
         name = running.pop(ready[0])
