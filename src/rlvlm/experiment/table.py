@@ -137,8 +137,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
     """Held-out success against environment steps: a panel per game, a line per group (the
-    mean over its seeds) with a band from the lowest to the highest seed. None before any
-    cell has evaluated."""
+    mean over its seeds that have reached each step) with a band from the lowest to the
+    highest of them. None before any cell has evaluated."""
     by_group: dict[str, list[tuple[list[int], list[float]]]] = {}
     games: dict[str, str] = {}
     for cell in cells:
@@ -158,11 +158,10 @@ def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
     for index, (key, seeds) in enumerate(sorted(by_group.items())):
         axes = axes_by_game[games[key]]
         label = key.split("\0")[1] or "mean over seeds"
-        shared = sorted(set.intersection(*(set(steps) for steps, _ in seeds)))
-        table = [
-            [dict(zip(steps, values, strict=True))[s] * 100 for steps, values in seeds]
-            for s in shared
-        ]
+        points = [dict(zip(steps, values, strict=True)) for steps, values in seeds]
+        shared = sorted({step for steps, _ in seeds for step in steps})
+        # At each step, the seeds that have reached it (cells still running have fewer).
+        table = [[100 * seed[s] for seed in points if s in seed] for s in shared]
         colour = f"C{index % 10}"
         axes.plot(
             shared,
