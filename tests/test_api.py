@@ -69,19 +69,19 @@ class Handler(BaseHTTPRequestHandler):
             b.bodies.append(body)
             b.headers.append(dict(self.headers))
             attempt = b.attempts[model] = b.attempts.get(model, 0) + 1
-            b.in_flight += 1
-            b.max_in_flight = max(b.max_in_flight, b.in_flight)
-        try:
-            self.answer(model, attempt, body)
-        finally:
-            with b.lock:
-                b.in_flight -= 1
+        self.answer(model, attempt, body)
 
     def answer(self, model: str, attempt: int, body: dict) -> None:
         if model == "expert":
             return self.completion(self.expert_reply(body))
-        if model == "slow-expert":
+        if model == "slow-expert":  # counted in flight while it thinks, not while it answers:
+            b = self.behaviour  # the client may send its next request before this one ends
+            with b.lock:
+                b.in_flight += 1
+                b.max_in_flight = max(b.max_in_flight, b.in_flight)
             time.sleep(0.15)
+            with b.lock:
+                b.in_flight -= 1
             return self.completion(self.expert_reply(body))
         if model == "nonsense":
             return self.completion("I would rather describe the picture: it is lovely.")
