@@ -3,7 +3,6 @@ learning curves (held-out success against environment steps, a band over the see
 
 from __future__ import annotations
 
-import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from matplotlib.figure import Figure
 
 from rlvlm.experiment.spec import Cell, Experiment
 from rlvlm.io import write_atomic, write_json
+from rlvlm.report.plots import png
 from rlvlm.report.runs import Run, load_run
 
 RESULTS_JSON, RESULTS_MD, CURVES_PNG = "results.json", "results.md", "curves.png"
@@ -187,9 +187,7 @@ def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
         axes.grid(alpha=0.3)
         axes.tick_params(labelsize=8)
         axes.legend(fontsize=7)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png(figure)
 
 
 def write_results(experiment: Experiment, cells: Sequence[Cell], out: Path) -> dict[str, Any]:

@@ -90,6 +90,11 @@ def curve(panel: Panel, runs: Sequence[Run], reference: tuple[str, float] | None
     axes.tick_params(labelsize=8)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
+    return png(figure)
+
+
+def png(figure: Figure) -> bytes:
+    """A figure as PNG bytes."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
