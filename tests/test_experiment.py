@@ -155,5 +155,8 @@ def test_cli_dry_run_lists_cells_with_estimates(tmp_path, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["experiment", "paper/nothing"]) == 2
     assert main(["experiment", str(write_spec(tmp_path, axes={"seed": "x"}))]) == 2
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["experiment", str(write_spec(tmp_path)), "--out", str(blocked), "--table"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all(line.startswith("rlvlm experiment: error:") for line in errors)
+    assert len(errors) == 3 and all(line.startswith("rlvlm experiment: error:") for line in errors)

@@ -338,9 +338,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(spec, cells, args.workers)
     if args.table:
-        results = grid.write_results(spec, cells, folder)
+        try:
+            results = grid.write_results(spec, cells, folder)
+        except OSError as error:
+            raise _UsageError(f"cannot write the results in {folder}: {error}") from None
         print(grid.markdown(results), end="")
-        print(f"written to {folder}/ (results.json, results.md, curves.png)")
+        files = [*sorted(folder.glob("results.*")), folder / "curves.png"]
+        written = [file.name for file in files if file.is_file()]
+        print(f"written to {folder}/: {', '.join(written)}")
         return 0
     if args.backend == "ray":
         try:
@@ -355,6 +360,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         failed = grid.run_cells(spec, cells, workers=args.workers, backend=args.backend)
     except ValueError as error:
         raise _UsageError(str(error)) from None
+    except OSError as error:  # an experiment folder that cannot be written
+        raise _UsageError(f"cannot write in {folder}: {error}") from None
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to continue {folder}", file=sys.stderr)
         return 130
