@@ -230,10 +230,23 @@ def test_oracle_and_random_policies_through_run_episodes():
     )
     assert all(e.won and e.success for e in oracle)
     assert {e.task_type for e in oracle} <= set(generate.TASK_TYPES)
-    assert summarize(oracle, "alfworld", "oracle")["per_task"]
+    summary = summarize(oracle, "alfworld", "oracle")
+    assert summary["per_task"]
+    assert summary["thought_accuracy"] == 1.0
+    assert summary["fact_accuracy"] == {"location": 1.0, "holding": 1.0}
     random = run_episodes("alfworld", RandomPolicy(0), 1, env_kwargs={"image_size": 64,
                                                                       "max_steps": 5})  # fmt: skip
     assert random[0].format_errors == 0 and random[0].length == 5
+
+
+def test_a_reply_that_misstates_what_it_holds_has_one_false_fact():
+    env = make()
+    env.reset(seed=0)
+    game = env.unwrapped
+    truth = game.task.reply(game.view(), 0)
+    assert "I hold nothing." in truth
+    wrong = truth.replace("I hold nothing.", "I hold apple 1.")
+    assert game.task.check_thoughts(wrong, game.view()) == {"location": True, "holding": False}
 
 
 def test_demonstrations_are_the_experts_with_chain_of_thought(tmp_path):

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import rlvlm
@@ -362,3 +363,52 @@ def test_eval_compare_paper_and_replays(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Table 2" in out and "40.2%" in out and "Gemini" in out
     assert len(load_replays(replays)["episodes"]) == REPLAY_EPISODES < 12
+
+
+# ----------------------------------------------------------------------- thought accuracy
+
+
+@pytest.mark.parametrize("name", GAME_NAMES)
+def test_the_oracles_thoughts_are_all_true(name):
+    summary = summarize(run_episodes(name, OraclePolicy(), 12, env_kwargs=SMALL), name, "oracle")
+    assert summary["thought_accuracy"] == 1.0
+    assert set(summary["fact_accuracy"].values()) == {1.0}
+
+
+def test_replies_without_thoughts_have_no_thought_accuracy():
+    episodes = run_episodes("numberline", OraclePolicy(), 4, cot=False, env_kwargs=SMALL)
+    summary = summarize(episodes, "numberline", "oracle")
+    assert "thought_accuracy" not in summary and "fact_accuracy" not in summary
+
+
+# A hand-made reply per game with exactly one fact wrong, on the deal of reset seed 7.
+ONE_WRONG_FACT = {
+    "numberline": ('{"current number": 3, "target number": 4, "action": "+"}', "target number"),
+    "ezpoints": ('{"cards": [10, 2], "current formula": "10 +", "action": "2"}', "current formula"),
+    "points24": ('{"cards": [10, 9, 8, 9], "current formula": "", "action": "8"}', "cards"),
+    "blackjack": (
+        '{"thoughts": "I have 8 + 10 = 17, and the dealer\'s visible card counts 10.", '
+        '"action": "stand"}',
+        "player total",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", GAME_NAMES)
+def test_a_reply_with_one_wrong_fact(name):
+    env = rlvlm.make(name, **SMALL)
+    env.reset(seed=7)
+    game = env.unwrapped
+    reply, wrong = ONE_WRONG_FACT[name]
+    check = game.task.check_thoughts(reply, game.view())
+    assert [fact for fact, true in check.items() if not true] == [wrong]
+    truth = game.task.reply(game.view(), game.task.oracle_action(game.view()))
+    assert all(game.task.check_thoughts(truth, game.view()).values())
+    assert not any(game.task.check_thoughts('{"action": "+"}', game.view()).values())
+
+
+def test_an_untrained_preset_states_almost_nothing_true():
+    torch.manual_seed(0)
+    untrained = make_policy("tiny-llava", max_new_tokens=48)
+    summary = summarize(run_episodes("numberline", untrained, 8, batch_size=8), "numberline", "x")
+    assert summary["thought_accuracy"] <= 0.05

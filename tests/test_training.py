@@ -47,6 +47,8 @@ LOGGED = [
     "charts/format_error_rate", "charts/thought_logprob", "charts/action_logprob",
     "losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac",
     "losses/entropy", "losses/explained_variance", "charts/SPS", "charts/tokens_per_s",
+    "charts/thought_accuracy", "charts/fact_accuracy/current number",
+    "charts/fact_accuracy/target number",
 ]  # fmt: skip
 
 
@@ -112,6 +114,8 @@ def test_a_few_updates_train_log_and_evaluate(reference_run):
         for key in ("losses/policy_loss", "losses/value_loss", "losses/approx_kl"):
             assert math.isfinite(row[key]), (key, row[key])
     assert result["episodes"] == 2 and 0 <= result["success_rate"] <= 1
+    assert 0 <= result["thought_accuracy"] <= 1
+    assert set(result["fact_accuracy"]) == {"current number", "target number"}
     assert (run_dir / "eval.json").is_file()
     assert any((run_dir / "tensorboard").iterdir())
 
@@ -319,6 +323,9 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
     assert len(stats.episode_returns) == episodes
     assert stats.format_errors == format_errors
     assert (buffer.terminated | buffer.truncated)[-1].all()
+    # one thought check per reply, none true: the scripted replies state no facts
+    assert len(stats.thought_checks) == steps * 4
+    assert not any(true for check in stats.thought_checks for _, true in check)
 
 
 def test_two_processes_with_one_seed_write_the_same_run(tmp_path):

@@ -307,7 +307,9 @@ def test_reply_thoughts_are_truthful(name):
         else:
             total, _ = hand_total(view.player)
             visible, _ = hand_total([view.dealer_up])
-            assert f"I have {total}" in fields["thoughts"] or f"soft {total}" in fields["thoughts"]
+            cards = " + ".join(str(card.value) for card in view.player)
+            assert f"I have {cards} = " in fields["thoughts"]
+            assert f"= {total}," in fields["thoughts"] or f"soft {total}," in fields["thoughts"]
             assert f"counts {visible}" in fields["thoughts"]
 
 

@@ -159,9 +159,14 @@ def _print_result(result: dict) -> None:
             ("length", 7, f"{figures['mean_length']:.2f}"),
             ("format errors", 14, f"{figures['format_error_rate']:.1%}"),
             ("invalid actions", 15, f"{figures['invalid_action_rate']:.1%}"),
+            ("true thoughts", 13, _percent(figures.get("thought_accuracy"))),
         ]
         for row in (0, 2) if number == 0 else (2,):
             print(" ".join(column[row].ljust(column[1]) for column in columns).rstrip())
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
 
 
 def _api_settings(args: argparse.Namespace):

@@ -47,6 +47,9 @@ class Episode:
     #: Whether the task was done, for games that say so (ALFWorld, whose shaped rewards make
     #: a lost episode's return positive); None for the others.
     won: bool | None = None
+    #: Per reply, whether it stated each fact of the picture truly (``TextActions``'
+    #: ``thought_check``); empty without CoT or for games whose thoughts state no facts.
+    thought_checks: tuple[tuple[tuple[str, bool], ...], ...] = ()
     #: Recorded turns (``run_episodes(record=...)``) and the picture after the last one.
     #: Not part of equality: two runs of the same deals are equal with or without them.
     steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
@@ -82,6 +85,7 @@ class _Running:
     episode_return: float = 0.0
     length: int = 0
     invalid_actions: int = 0
+    thought_checks: list[tuple[tuple[str, bool], ...]] = field(default_factory=list)
     steps: list[Step] | None = None  # None: not recorded
 
 
@@ -132,6 +136,8 @@ def run_episodes(
                 r.episode_return += float(reward)
                 r.length += 1
                 r.invalid_actions += bool(r.info["invalid_action"])
+                if r.info.get("thought_check"):
+                    r.thought_checks.append(r.info["thought_check"])
                 if r.steps is not None:
                     r.steps.append(_step(turn, reply, float(reward), terminated, truncated, r.info))
                 if not (terminated or truncated):
@@ -145,6 +151,7 @@ def run_episodes(
                     r.invalid_actions,
                     r.info.get("task_type"),
                     r.info.get("won"),
+                    tuple(r.thought_checks),
                     steps=tuple(r.steps or ()),
                     final_image=None if r.steps is None else np.array(r.observation),
                 )

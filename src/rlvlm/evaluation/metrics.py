@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,24 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return low, high
 
 
+def thought_accuracy(checks: Iterable[tuple[tuple[str, bool], ...]]) -> dict[str, Any]:
+    """``thought_accuracy``, the share of checked replies whose stated facts are all true,
+    and ``fact_accuracy``, the share for each fact; empty when no reply was checked.
+
+    >>> thought_accuracy([(("cards", True), ("total", True)), (("cards", True), ("total", False))])
+    {'thought_accuracy': 0.5, 'fact_accuracy': {'cards': 1.0, 'total': 0.5}}
+    >>> thought_accuracy([])
+    {}
+    """
+    checks = [dict(check) for check in checks if check]
+    if not checks:
+        return {}
+    return {
+        "thought_accuracy": float(np.mean([all(check.values()) for check in checks])),
+        "fact_accuracy": {fact: float(np.mean([c[fact] for c in checks])) for fact in checks[0]},
+    }
+
+
 def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:
     returns = np.array([e.episode_return for e in episodes], dtype=float)
     steps = sum(e.length for e in episodes)
@@ -45,6 +63,7 @@ def _figures(episodes: Sequence[Episode]) -> dict[str, Any]:
         "mean_length": steps / len(episodes),
         "format_error_rate": sum(e.format_errors for e in episodes) / max(steps, 1),
         "invalid_action_rate": sum(e.invalid_actions for e in episodes) / max(steps, 1),
+        **thought_accuracy(check for e in episodes for check in e.thought_checks),
     }
 
 

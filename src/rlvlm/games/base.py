@@ -102,6 +102,21 @@ class Task(ABC):
         fields = self.thoughts(view, action) if cot else {}
         return json.dumps(fields | {"action": self.actions(view)[action]}, ensure_ascii=False)
 
+    def stated_facts(self, reply: str) -> dict[str, str]:
+        """The facts about the picture that a reply's thoughts state, by name, in a canonical
+        text; a fact the reply does not state is left out. None by default."""
+        return {}
+
+    def check_thoughts(self, reply: str, view: Any) -> dict[str, bool]:
+        """Whether ``reply`` states each fact of the picture truly; a fact it leaves out or
+        garbles is not true. Empty for a game whose thoughts state no facts.
+
+        The truth is what the expert's truthful reply states, read the same way.
+        """
+        truth = self.stated_facts(self.reply(view, self.legal_actions(view)[0]))
+        stated = self.stated_facts(reply)
+        return {name: stated.get(name) == value for name, value in truth.items()}
+
 
 def reply_format(fields: Sequence[tuple[str, str]]) -> str:
     """The prompt's description of the JSON reply, one ``"key": hint`` line per field."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -11,6 +12,7 @@ from gymnasium import spaces
 from rlvlm.games import render
 from rlvlm.games.base import CardGameEnv, Label, Task, action_choices, card_labels, reply_format
 from rlvlm.games.cards import Card, hand_total, parse_cards, random_card
+from rlvlm.games.parsing import first_value
 
 STAND, HIT = 0, 1
 #: Player card slots that get labels; longer hands (nine or more cards) are vanishingly rare.
@@ -92,7 +94,7 @@ class BlackjackTask(Task):
             [
                 (
                     "thoughts",
-                    '"{your total, the total of the dealer\'s visible card, and your choice}"',
+                    '"{your cards and their total, the dealer\'s visible card, and your choice}"',
                 ),
             ]
             if cot
@@ -107,14 +109,32 @@ class BlackjackTask(Task):
         return basic_strategy(*hand_total(view.player), view.dealer_up)
 
     def thoughts(self, view: BlackjackView, action: int) -> dict[str, Any]:
+        # The cards before their sum: a small model adds written numbers far more reliably
+        # than it reads a total off the picture (10-14 % of totals right without them).
         total, soft = hand_total(view.player)
         dealer, _ = hand_total([view.dealer_up])
+        cards = " + ".join(str(card.value) for card in view.player)
         soft_word = "a soft " if soft else ""
-        fact = f"I have {soft_word}{total}, and the dealer's visible card counts {dealer}."
+        fact = (
+            f"I have {cards} = {soft_word}{total}, and the dealer's visible card counts {dealer}."
+        )
         name = self.action_names[action]
         if action == self.oracle_action(view):
             return {"thoughts": f"{fact} Basic strategy is to {name}, so I {name}."}
         return {"thoughts": f"{fact} I {name}."}
+
+    def stated_facts(self, reply: str) -> dict[str, str]:
+        thoughts, facts = first_value(reply, "thoughts") or "", {}
+        if hand := _HAND.search(thoughts):
+            facts["player cards"] = "".join(hand["cards"].split())
+            facts["player total"] = hand["total"]
+        if dealer := _DEALER.search(thoughts):
+            facts["dealer card"] = dealer[1]
+        return facts
+
+
+_HAND = re.compile(r"i have (?P<cards>[\d +]+?) = (?P<total>(?:a soft )?\d+)")
+_DEALER = re.compile(r"dealer's visible card counts (\d+)")
 
 
 class BlackjackEnv(CardGameEnv):

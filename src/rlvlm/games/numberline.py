@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from rlvlm.games import render
 from rlvlm.games.base import CardGameEnv, Label, Task, action_choices, reply_format
+from rlvlm.games.parsing import first_value
 
 MINUS, PLUS = 0, 1
 
@@ -80,6 +81,10 @@ class NumberLineTask(Task):
         else:
             thought = f"{fact}; I choose '{self.action_names[action]}'."
         return {"current number": current, "target number": target, "thoughts": thought}
+
+    def stated_facts(self, reply: str) -> dict[str, str]:
+        fields = ("current number", "target number")
+        return {key: value for key in fields if (value := first_value(reply, key)) is not None}
 
 
 class NumberLineEnv(CardGameEnv):

@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["ParsedAction", "find_keys", "find_values", "parse_action", "parse_choice"]
+__all__ = [
+    "ParsedAction",
+    "find_keys",
+    "find_values",
+    "first_value",
+    "parse_action",
+    "parse_choice",
+]
 
 MAX_VALUE_CHARS = 200
 """Values are cut to this length: actions and CoT fields are short, and the cap keeps the
@@ -100,6 +107,19 @@ def find_values(reply: str, key: str) -> list[str]:
     ['hi']
     """
     return [_value_at(reply, end) for _, end in find_keys(reply, key)]
+
+
+def first_value(reply: str, key: str) -> str | None:
+    """The first value of ``key`` in lower case, without quotes or a final full stop and
+    with its spaces collapsed; None if the reply has no such key.
+
+    >>> first_value('{"Current Formula": " 3 +  4 ", "cards": [3, 4]}', "current formula")
+    '3 + 4'
+    >>> first_value('{"cards": [3, 4]}', "thoughts") is None
+    True
+    """
+    values = find_values(reply, key)
+    return _normalise(values[0]) if values else None
 
 
 def _normalise(value: str) -> str:

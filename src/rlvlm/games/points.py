@@ -6,6 +6,7 @@ and in how they deal, so both are this module's env and task with other constant
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -17,6 +18,7 @@ from rlvlm.games import render
 from rlvlm.games.base import CardGameEnv, Label, Task, card_labels, reply_format
 from rlvlm.games.cards import Card, parse_cards
 from rlvlm.games.formula import Token, complete, evaluate, format_formula
+from rlvlm.games.parsing import first_value
 
 NUMBERS = tuple(str(n) for n in range(1, 11))
 TOKENS_PER_LINE = 6
@@ -157,6 +159,14 @@ class PointsTask(Task):
             "current formula": formula,
             "thoughts": f"{state} {step}",
         }
+
+    def stated_facts(self, reply: str) -> dict[str, str]:
+        facts = {}
+        if (cards := first_value(reply, "cards")) is not None:
+            facts["cards"] = " ".join(re.findall(r"\d+", cards))
+        if (formula := first_value(reply, "current formula")) is not None:
+            facts["current formula"] = "".join(formula.split())
+        return facts
 
 
 class PointsEnv(CardGameEnv):

@@ -21,7 +21,9 @@ class TextActions(gym.Wrapper):
     - ``"noop"``: the state stays as it is and the reward is ``-penalty``.
 
     Either way ``info`` says ``format_error`` (this step), ``format_errors`` (this episode),
-    ``parse_reason`` and ``action`` (the action taken, None for a no-op). Every ``info``
+    ``parse_reason`` and ``action`` (the action taken, None for a no-op). With CoT prompts
+    it also says ``thought_check``: whether the reply stated each fact of the picture truly,
+    as ``(fact, true)`` pairs (a tuple, which vector envs keep whole). Every ``info``
     also carries ``prompt``, the text to show the agent beside the image. An episode lasts
     at most the game's ``max_steps`` steps, no-ops included.
     """
@@ -57,7 +59,11 @@ class TextActions(gym.Wrapper):
     def step(self, reply: str):
         if self._last_info is None:
             raise RuntimeError("call reset() before step()")
-        parsed = self.game.task.parse(reply, self.game.view())
+        task, view = self.game.task, self.game.view()
+        parsed = task.parse(reply, view)
+        checked = (
+            {"thought_check": tuple(task.check_thoughts(reply, view).items())} if self.cot else {}
+        )
         action = parsed.action
         if action is None and self.on_invalid == "random":
             action = int(self._fallback_rng.choice(self.game.legal_actions()))
@@ -76,7 +82,11 @@ class TextActions(gym.Wrapper):
         truncated = truncated or (not terminated and self.steps >= self.game.max_steps)
         self._last_info = info
         info = self._annotate(
-            info, action=action, format_error=not parsed.valid, parse_reason=parsed.reason
+            info,
+            action=action,
+            format_error=not parsed.valid,
+            parse_reason=parsed.reason,
+            **checked,
         )
         return observation, reward, terminated, truncated, info
 

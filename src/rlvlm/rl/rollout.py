@@ -54,6 +54,8 @@ class RolloutStats:
     episode_lengths: list[int] = field(default_factory=list)
     episode_successes: list[bool] = field(default_factory=list)  # as evaluation counts them
     format_errors: int = 0
+    #: Per reply, whether it stated each fact of the picture truly (``TextActions``)
+    thought_checks: list[tuple[tuple[str, bool], ...]] = field(default_factory=list)
     steps: int = 0
     reply_tokens: int = 0
     thought_logprob: float = 0.0  # summed over replies
@@ -110,6 +112,8 @@ def collect(
             stats.episode_successes.append(bool(won[i]) if won is not None else returns[i] > 0)
         returns[ended], lengths[ended] = 0.0, 0
         stats.format_errors += int(this_step(infos, "format_error", ended).sum())
+        if "thought_check" in infos or "thought_check" in infos.get("final_info", {}):
+            stats.thought_checks.extend(this_step(infos, "thought_check", ended))
         stats.steps += envs.num_envs
         stats.reply_tokens += int(scores.reply_mask.sum())
         stats.thought_logprob += float(scores.thought_logprob.sum())

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from rlvlm.config import TrainConfig
 from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
+from rlvlm.evaluation.metrics import thought_accuracy
 from rlvlm.models.policy import ScoringInputs, VLMPolicy
 from rlvlm.models.training import trainable_parameters
 from rlvlm.rl.advantages import normalize
@@ -212,6 +213,7 @@ class PPOTrainer:
             "time/rollout_seconds": stats.seconds,
             "time/train_seconds": train_seconds,
         }  # fmt: skip
+        metrics |= _flat(thought_accuracy(stats.thought_checks), "charts/")
         return self._mean_over_processes(metrics)
 
     @torch.no_grad()
@@ -355,7 +357,19 @@ def _explained_variance(buffer: RolloutBuffer) -> float:
 
 
 def _eval_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {f"eval/{k}": v for k, v in result.items() if _scalar(v)}
+    return _flat({k: v for k, v in result.items() if k != "per_task"}, "eval/")
+
+
+def _flat(figures: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The scalars of ``figures`` as metrics, those of a nested dict under ``key/``:
+    ``{"fact_accuracy": {"cards": 1.0}}`` gives ``prefix + "fact_accuracy/cards"``."""
+    metrics = {}
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            metrics |= _flat(value, f"{prefix}{key}/")
+        elif _scalar(value):
+            metrics[prefix + key] = value
+    return metrics
 
 
 def _scalar(value: Any) -> bool:

@@ -148,6 +148,20 @@ class ALFWorldTask(Task):
         return {"thoughts": f"{_situation(view)} My task is to {view.task}. "
                             f"{_reason(view, view.admissible[action])}"}  # fmt: skip
 
+    def stated_facts(self, reply: str) -> dict[str, str]:
+        # The whole reply, not its capped thoughts value: a long list of what is seen may
+        # push the held object past the cap.
+        reply, facts = reply.lower(), {}
+        if place := _PLACE.search(reply):
+            facts["location"] = place["at"] or "middle of the room"
+        if held := _HOLDING.search(reply):
+            facts["holding"] = held[1]
+        return facts
+
+
+_PLACE = re.compile(r"i am (?:at (?P<at>[^,.]{1,80})|in the middle of the room)")
+_HOLDING = re.compile(r"i hold ([^,.]{1,80})\.")
+
 
 # ---------------------------------------------------------------------------------- picture
 
