@@ -110,8 +110,10 @@ def test_a_grid_runs_resumes_and_aggregates(tmp_path):
         assert row["env_steps"] == 8 and row["peak_env_steps"] <= 6  # within the budget
         final = json.loads((tmp_path / "grid" / row["cell"] / "eval.json").read_text())
         assert row["final_success"] == final["success_rate"]
+        assert row["final_thoughts"] == final["thought_accuracy"]
     assert group["final_success_mean"] == pytest.approx(sum(group["final_success_seeds"]) / 2)
-    for name in ("results.json", "results.md", "curves.png"):
+    assert len(group["sft_thoughts_seeds"]) == 2
+    for name in ("results.json", "results.md", "curves.png", "thoughts.png"):
         assert (tmp_path / "grid" / name).stat().st_size > 0
     assert "| numberline | 2/2 |" in (tmp_path / "grid" / "results.md").read_text()
 

@@ -348,7 +348,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _UsageError(f"cannot write the results in {folder}: {error}") from None
         print(grid.markdown(results), end="")
-        files = [*sorted(folder.glob("results.*")), folder / "curves.png"]
+        files = [*sorted(folder.glob("results.*")), folder / "curves.png", folder / "thoughts.png"]
         written = [file.name for file in files if file.is_file()]
         print(f"written to {folder}/: {', '.join(written)}")
         return 0
@@ -652,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--table",
         action="store_true",
-        help="write results.json, results.md and curves.png of what has run",
+        help="write results.json, results.md, curves.png and thoughts.png of what has run",
     )
     grid.set_defaults(run=cmd_experiment)
     return parser

@@ -118,12 +118,19 @@ def _cell_names(combinations: list[dict[str, Any]]) -> list[str]:
 
     >>> _cell_names([{"game": "ezpoints", "seed": 1}, {"game": "ezpoints", "ppo.cot": False}])
     ['ezpoints-seed1', 'ezpoints-cotfalse']
+    >>> _cell_names([{"model.freeze": ["vision"]}, {"model.freeze": []}])
+    ['freeze_vision', 'freeze_none']
     """
+
+    def text_of(value: Any) -> str:
+        if isinstance(value, list):  # a list value: its items, or "none"
+            return "_" + ("+".join(map(text_of, value)) or "none")
+        return json.dumps(value).strip('"').replace("/", "_").replace(" ", "")
 
     def name(axes: dict[str, Any], short: bool) -> str:
         parts = []
         for key, value in axes.items():
-            text = json.dumps(value).strip('"').replace("/", "_").replace(" ", "")
+            text = text_of(value)
             label = key.rsplit(".")[-1] if short else key
             parts.append(text if key == "game" else f"{label}{text}")
         return "-".join(parts)

@@ -1,5 +1,6 @@
 """An experiment's results: per cell and per group of seeds, as JSON, a markdown table and
-learning curves (held-out success against environment steps, a band over the seeds)."""
+learning curves (held-out success, and the share of replies whose thoughts state the picture
+truly, against environment steps, a band over the seeds)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from rlvlm.report.plots import png
 from rlvlm.report.runs import Run, load_run
 
 RESULTS_JSON, RESULTS_MD, CURVES_PNG = "results.json", "results.md", "curves.png"
+THOUGHTS_PNG = "thoughts.png"
+#: Figures averaged over seeds: held-out success, and thought accuracy (without CoT: none).
+FIGURES = ("sft_success", "final_success", "peak_success", "sft_thoughts", "final_thoughts")
 
 
 def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
     """What one cell has reached so far: its SFT and final held-out success with their
-    intervals, and the peak held-out success after a PPO update within the step budget."""
+    intervals and thought accuracy, and the peak held-out success after a PPO update within
+    the step budget."""
     row: dict[str, Any] = {"cell": cell.name, "axes": cell.axes, "updates_done": 0}
     if not (cell.run_dir / "config.yaml").is_file():
         return row | {"status": "new"}
@@ -31,11 +36,13 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
         row |= {
             "sft_success": run.sft_eval["success_rate"],
             "sft_ci95": run.sft_eval["success_ci95"],
+            "sft_thoughts": run.sft_eval.get("thought_accuracy"),
         }
     if run.final_eval:
         row |= {
             "final_success": run.final_eval["success_rate"],
             "final_ci95": run.final_eval["success_ci95"],
+            "final_thoughts": run.final_eval.get("thought_accuracy"),
             "wall_seconds": run.final_eval.get("wall_seconds"),
         }
     steps, success = curve(run)
@@ -56,11 +63,11 @@ def transitions_per_update(run: Run) -> int:
     return int(ppo.get("num_envs", 0)) * int(ppo.get("steps_per_env", 0))
 
 
-def curve(run: Run) -> tuple[list[int], list[float]]:
-    """Held-out success against environment steps (the SFT checkpoint's at step 0)."""
-    updates, success = run.series("eval/success_rate")
+def curve(run: Run, key: str = "eval/success_rate") -> tuple[list[int], list[float]]:
+    """A held-out figure against environment steps (the SFT checkpoint's at step 0)."""
+    updates, values = run.series(key)
     per_update = transitions_per_update(run)
-    return [update * per_update for update in updates], success
+    return [update * per_update for update in updates], values
 
 
 def aggregate(experiment: Experiment, cells: Sequence[Cell]) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def aggregate(experiment: Experiment, cells: Sequence[Cell]) -> dict[str, Any]:
             for row in rows
             if row["status"] == "done" and _label(_seedless(experiment, row)) == label
         ]
-        for key in ("sft_success", "final_success", "peak_success"):
+        for key in FIGURES:
             values = [row[key] for row in done if row.get(key) is not None]
             if values:
                 group[f"{key}_mean"] = statistics.fmean(values)
@@ -107,11 +114,11 @@ def markdown(results: dict[str, Any]) -> str:
         "Held-out success rates (%). Groups: mean ± standard deviation over the finished "
         "seeds, each seed's value in brackets.",
         "",
-        f"| group | seeds done | after SFT | final | {peak} |",
-        "|---|---|---|---|---|",
+        f"| group | seeds done | after SFT | final | {peak} | true thoughts, SFT | final |",
+        "|---|---|---|---|---|---|---|",
     ]
     for group in results["groups"]:
-        cells = [_mean_std(group, key) for key in ("sft_success", "final_success", "peak_success")]
+        cells = [_mean_std(group, key) for key in FIGURES]
         lines.append(
             f"| {group['group']} | {group['done']}/{group['cells']} | " + " | ".join(cells) + " |"
         )
@@ -135,16 +142,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
-    """Held-out success against environment steps: a panel per game, a line per group (the
+def curves(experiment: Experiment, cells: Sequence[Cell], key: str = "eval/success_rate",
+           ylabel: str = "held-out success (%)") -> bytes | None:  # fmt: skip
+    """A held-out rate against environment steps: a panel per game, a line per group (the
     mean over its seeds that have reached each step) with a band from the lowest to the
-    highest of them. None before any cell has evaluated."""
+    highest of them. None before any cell has logged it."""
     by_group: dict[str, list[tuple[list[int], list[float]]]] = {}
     games: dict[str, str] = {}
     for cell in cells:
         if not (cell.run_dir / "config.yaml").is_file():
             continue
-        steps, success = curve(load_run(cell.run_dir))
+        steps, success = curve(load_run(cell.run_dir), key)
         if steps:
             label = _label({k: cell.axes[k] for k in experiment.seedless_axes if k != "game"})
             key = f"{cell.config.game}\0{label}"
@@ -182,7 +190,7 @@ def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
     for game, axes in axes_by_game.items():
         axes.set_title(game, fontsize=10)
         axes.set_xlabel("environment steps", fontsize=9)
-        axes.set_ylabel("held-out success (%)", fontsize=9)
+        axes.set_ylabel(ylabel, fontsize=9)
         axes.set_ylim(-3, 103)
         axes.grid(alpha=0.3)
         axes.tick_params(labelsize=8)
@@ -191,12 +199,16 @@ def curves(experiment: Experiment, cells: Sequence[Cell]) -> bytes | None:
 
 
 def write_results(experiment: Experiment, cells: Sequence[Cell], out: Path) -> dict[str, Any]:
-    """``results.json``, ``results.md`` and ``curves.png`` in ``out``, written atomically."""
+    """``results.json``, ``results.md``, ``curves.png`` and ``thoughts.png`` (thought
+    accuracy, where replies have CoT) in ``out``, written atomically."""
     results = aggregate(experiment, cells)
     write_json(out / RESULTS_JSON, results)
     write_atomic(out / RESULTS_MD, markdown(results))
     if (picture := curves(experiment, cells)) is not None:
         write_atomic(out / CURVES_PNG, picture)
+    thoughts = curves(experiment, cells, "eval/thought_accuracy", "true thoughts (%)")
+    if thoughts is not None:
+        write_atomic(out / THOUGHTS_PNG, thoughts)
     return results
 
 
