@@ -90,6 +90,7 @@ def test_a_config_survives_writing_and_reading(tmp_path):
         ("ppo.updates=-1", r"ppo\.updates must be 0 \(SFT only\) or more"),
         ("ppo.vector=threads", r"ppo\.vector must be one of sync, async"),
         ("model.freeze=[eyes]", r"unknown parts \['eyes'\]"),
+        ("ppo.top_p=0.9", r"ppo\.top_p must be 1: training scores the whole distribution"),
         ("game=chess", r"unknown game 'chess'"),
         ("ppo.lr", r"key=value"),
     ],

@@ -167,3 +167,22 @@ def test_build_is_seeded(name):
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert not all(torch.equal(first[key], other[key]) for key in first)
+
+
+def test_a_checkpoints_own_generation_config_does_not_change_sampling(policy, batch, tmp_path):
+    """Sampling ignores the settings a checkpoint ships (scoring could not apply them): the
+    same replies as without them, recorded with the log-probs the training pass computes."""
+    torch.manual_seed(0)
+    plain = policy.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+    policy.save(tmp_path / "shipped")
+    shipped = load_policy(tmp_path / "shipped")
+    shipped.model.generation_config.update(
+        repetition_penalty=1.5, top_k=3, no_repeat_ngram_size=2, min_new_tokens=MAX_NEW_TOKENS
+    )
+    torch.manual_seed(0)
+    generation = shipped.generate(*batch, max_new_tokens=MAX_NEW_TOKENS, temperature=1.0)
+    assert generation.reply_ids == plain.reply_ids
+    with torch.no_grad():
+        scores = shipped.score(*batch, generation.reply_ids)
+    torch.testing.assert_close(generation.scores.token_logprobs, scores.token_logprobs,
+                               rtol=0, atol=1e-5)  # fmt: skip

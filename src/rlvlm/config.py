@@ -112,6 +112,8 @@ class PPOConfig:
     """Penalty on the KL divergence to the starting policy."""
     temperature: float = 0.2
     top_p: float = 1.0
+    """Only 1: the training pass scores replies over the whole vocabulary, so nucleus
+    sampling would train on replies of another policy than the one it scores."""
     max_new_tokens: int = 256
     on_invalid: Literal["random", "noop"] = "random"
     """What an unparsable reply does: a random action (the paper) or nothing, penalised."""
@@ -128,7 +130,11 @@ class PPOConfig:
         _check(self.updates >= 0, "ppo.updates must be 0 (SFT only) or more")
         _check(0 <= self.thought_coef <= 1, "ppo.thought_coef must be in [0, 1]")
         _check(self.temperature > 0, "ppo.temperature must be above 0 (PPO samples)")
-        _check(0 < self.top_p <= 1, "ppo.top_p must be in (0, 1]")
+        _check(
+            self.top_p == 1,
+            "ppo.top_p must be 1: training scores the whole distribution, "
+            "so replies must be sampled from all of it (lower ppo.temperature instead)",
+        )
 
 
 @dataclass

@@ -43,6 +43,19 @@ from rlvlm.models.value_head import ValueHead
 CHECKPOINT_FORMAT = 1
 RLVLM_FILE = "rlvlm.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
+#: Every setting of transformers' ``generate`` that reshapes the next-token distribution, at
+#: its neutral value. A checkpoint's own ``generation_config`` (a repetition penalty, top-k, a
+#: minimum length, ...) fills in whatever a call leaves unset, and scoring applies none of it:
+#: replies must be sampled from exactly the distribution that training scores.
+NEUTRAL_SAMPLING: dict[str, Any] = {
+    "top_k": None, "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
+    "bad_words_ids": None, "sequence_bias": None, "begin_suppress_tokens": None,
+    "forced_bos_token_id": None, "forced_eos_token_id": None, "renormalize_logits": False,
+    "exponential_decay_length_penalty": None, "num_beams": 1, "guidance_scale": None,
+    "watermarking_config": None,
+}  # fmt: skip
 
 
 class Scores(NamedTuple):
@@ -169,13 +182,13 @@ class VLMPolicy(nn.Module):
         """Replies for a whole batch at once (KV cache; greedy when temperature is 0), with
         their scores at the sampling temperature (at 1 for greedy replies)."""
         inputs = self.encode(images, prompts)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
         recorder = _SampledLogprobs(temperature or 1.0, self.suppressed_token_ids)
         with self._autocast(), self._lm_head_inputs() as hidden:
             sequences = self.model.generate(
                 **inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
                 eos_token_id=sorted(self.eos_token_ids), suppress_tokens=self.suppressed_token_ids,
-                logits_processor=LogitsProcessorList([recorder]),
+                logits_processor=LogitsProcessorList([recorder]), **NEUTRAL_SAMPLING,
                 **(sampling if temperature > 0 else {"do_sample": False}),
             )  # fmt: skip
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
