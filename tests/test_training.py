@@ -315,7 +315,7 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
 ):
     """When all environments end on one step, that step's infos exist only as final infos;
     the rollout counts its episodes and format errors all the same."""
-    envs = make_envs(game, 4, image_size=84, on_invalid=on_invalid)
+    envs = make_envs(game, 4, image_size=84, on_invalid=on_invalid, penalty=0.5)
     buffer = RolloutBuffer(steps, 4)
     stats = collect(ScriptedPolicy(reply), envs, buffer, [1, 2, 3, 4], thought_coef=0.5,
                     temperature=1.0)  # fmt: skip
@@ -323,6 +323,8 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
     assert len(stats.episode_returns) == episodes
     assert stats.format_errors == format_errors
     assert (buffer.terminated | buffer.truncated)[-1].all()
+    if on_invalid == "noop":  # each unparsable reply costs the penalty and changes nothing
+        assert (buffer.rewards == -0.5).all()
     # one thought check per reply, none true: the scripted replies state no facts
     assert len(stats.thought_checks) == steps * 4
     assert not any(true for check in stats.thought_checks for _, true in check)
@@ -452,3 +454,14 @@ def test_the_sft_command_writes_a_checkpoint_the_trainer_starts_from(tmp_path, c
     start, tuned = load_policy("tiny-llava", seed=0), load_policy(tmp_path / "sft")
     assert not torch.equal(start.model.get_input_embeddings().weight,
                            tuned.model.get_input_embeddings().weight)  # fmt: skip
+
+
+def test_the_kl_penalty_and_the_entropy_bonus_train(tmp_path):
+    """kl_coef > 0 scores every minibatch against a frozen copy of the starting policy;
+    ent_coef > 0 adds the entropy bonus. Both run through the trainer and log."""
+    run_dir, _ = fast_run(tmp_path, "penalties", "ppo.kl_coef=0.1", "ppo.ent_coef=0.01")
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    kl = [row["losses/kl_reference"] for row in rows]
+    assert all(math.isfinite(value) and value >= 0 for value in kl)
+    assert kl[-1] > 0  # the policy has moved away from its start
+    assert all(row["losses/entropy"] > 0 for row in rows)
