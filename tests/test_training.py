@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 
 from rlvlm import train
 from rlvlm.cli import main
@@ -465,3 +466,27 @@ def test_the_kl_penalty_and_the_entropy_bonus_train(tmp_path):
     assert all(math.isfinite(value) and value >= 0 for value in kl)
     assert kl[-1] > 0  # the policy has moved away from its start
     assert all(row["losses/entropy"] > 0 for row in rows)
+
+
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")), reason="no bf16 units on this CPU")
+def test_a_bf16_checkpoint_trains_float32_weights(tmp_path):
+    """Full fine-tuning of a bf16 checkpoint: the trained weights become float32 (Adam's steps
+    would round away in bf16), the frozen vision tower stays bf16, and PPO runs on it."""
+    bf16 = load_policy("tiny-llava", dtype=torch.bfloat16)
+    bf16.save(tmp_path / "bf16")
+    config = load_config("tiny/numberline", [*FAST, f"model.name={tmp_path / 'bf16'}"])
+    policy = train.load_for_training(config.model.name, config, Accelerator(cpu=True))
+    by_trained = {p.requires_grad: set() for p in policy.parameters()}
+    for parameter in policy.parameters():
+        by_trained[parameter.requires_grad].add(parameter.dtype)
+    assert by_trained == {True: {torch.float32}, False: {torch.bfloat16}}
+    run_dir, result = fast_run(tmp_path, "run", f"model.name={tmp_path / 'bf16'}")
+    assert 0 <= result["success_rate"] <= 1
+
+
+def test_bf16_weights_without_autocast_are_refused(tmp_path):
+    load_policy("tiny-llava", dtype=torch.bfloat16).save(tmp_path / "bf16")
+    config = load_config("tiny/numberline", [*FAST, f"model.name={tmp_path / 'bf16'}",
+                                             "model.bf16=false"])  # fmt: skip
+    with pytest.raises(ValueError, match="frozen weights are torch.bfloat16, which needs bf16"):
+        train.load_for_training(config.model.name, config, Accelerator(cpu=True))

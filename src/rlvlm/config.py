@@ -42,6 +42,10 @@ class ModelConfig:
     """bf16 autocast where the hardware runs it fast (bf16 GPUs; CPUs with AMX or AVX-512
     bf16); false keeps every pass in float32."""
     gradient_checkpointing: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """The dtype the weights load in ("auto": the checkpoint's own). Trained weights are
+    kept in float32 whatever it is, for the optimiser; the others stay as loaded, which
+    needs bf16 autocast (model.bf16) when they are not float32."""
 
     def __post_init__(self):
         from rlvlm.models.training import PARTS

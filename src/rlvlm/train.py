@@ -30,6 +30,7 @@ from rlvlm.models.training import (
     enable_gradient_checkpointing,
     freeze,
     set_precision,
+    trainable_parameters,
 )
 
 CONFIG_FILE = "config.yaml"
@@ -56,9 +57,18 @@ def resume_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) ->
     return load_config(run_dir / CONFIG_FILE, overrides)
 
 
+def load_for_training(start_model: str, config: TrainConfig,
+                      accelerator: Accelerator) -> VLMPolicy:  # fmt: skip
+    """``start_model`` in ``model.dtype`` on the accelerator's device, made ready to train."""
+    dtype = None if config.model.dtype == "auto" else getattr(torch, config.model.dtype)
+    policy = load_policy(start_model, device=accelerator.device, dtype=dtype, seed=config.seed)
+    return prepare(policy, config)
+
+
 def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
     """Make the parts the config trains trainable: LoRA adapters, or the weights of every
-    part not frozen; the value head always trains."""
+    part not frozen; the value head always trains. Trained weights are made float32: in
+    bf16, Adam's steps at the paper's rate (1e-5) mostly round away."""
     model = config.model
     if model.lora and not hasattr(policy.model, "peft_config"):
         add_lora(policy, model.lora_rank, model.lora_alpha, model.lora_dropout, model.lora_parts)
@@ -66,9 +76,18 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
         policy.requires_grad_(True)
         freeze(policy, model.freeze)
     policy.value_head.requires_grad_(True)
+    for parameter in trainable_parameters(policy):
+        parameter.data = parameter.data.float()
     if model.gradient_checkpointing:
         enable_gradient_checkpointing(policy)
-    return set_precision(policy, model.bf16)
+    set_precision(policy, model.bf16)
+    lower = {str(p.dtype) for p in policy.parameters() if p.dtype != torch.float32}
+    if lower and policy.autocast_dtype is None:
+        raise ValueError(
+            f"the frozen weights are {', '.join(sorted(lower))}, which needs bf16 autocast: set "
+            "model.bf16=true on hardware with bf16, or model.dtype=float32"
+        )
+    return policy
 
 
 def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None = None,
@@ -104,7 +123,7 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
         return _finish(dict(sft_eval or {}), sft_eval, run_dir, start, accelerator)
 
     seed_stage(config.seed, "ppo")
-    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
+    policy = load_for_training(start_model, config, accelerator)
     trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress,
                          final_replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
     trainer.resume()
@@ -170,7 +189,7 @@ def run_sft(config: TrainConfig, start_model: str, data_dir: Path, out: Path,
 
     sft = config.sft
     demonstrations = load_demonstrations(data_dir)
-    policy = prepare(load_policy(start_model, device=accelerator.device, seed=config.seed), config)
+    policy = load_for_training(start_model, config, accelerator)
     report = train_sft(policy, demonstrations, epochs=sft.epochs, lr=sft.lr,
                        batch_size=sft.batch_size, max_grad_norm=sft.max_grad_norm,
                        seed=config.seed, accelerator=accelerator, progress=progress)  # fmt: skip

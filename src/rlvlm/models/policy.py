@@ -442,11 +442,14 @@ def load_policy(
     ``llava-hf/llava-1.5-7b-hf`` where the network allows.
 
     The directory may be an rlvlm checkpoint or a plain Hugging Face one (a LLaVA or
-    Qwen2-VL download, say), which then gets a freshly initialised value head.
+    Qwen2-VL download, say), which then gets a freshly initialised value head. ``dtype``
+    is the weights' (None: the checkpoint's own; a tiny preset's is float32); the value head
+    is always float32.
     """
     name = str(name_or_path)
     if name in PRESETS:
         model, processor = build_preset(name, seed=seed)
+        model = model if dtype is None else model.to(dtype)
         family = family_of(model.config)
         policy = VLMPolicy(model, processor, family, image_size=PRESETS[name].image_size)
         return _fit_attention(policy.to(device))
