@@ -480,7 +480,7 @@ def test_a_bf16_checkpoint_trains_float32_weights(tmp_path):
     for parameter in policy.parameters():
         by_trained[parameter.requires_grad].add(parameter.dtype)
     assert by_trained == {True: {torch.float32}, False: {torch.bfloat16}}
-    run_dir, result = fast_run(tmp_path, "run", f"model.name={tmp_path / 'bf16'}")
+    _, result = fast_run(tmp_path, "run", f"model.name={tmp_path / 'bf16'}")
     assert 0 <= result["success_rate"] <= 1
 
 
