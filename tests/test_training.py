@@ -488,5 +488,5 @@ def test_bf16_weights_without_autocast_are_refused(tmp_path):
     load_policy("tiny-llava", dtype=torch.bfloat16).save(tmp_path / "bf16")
     config = load_config("tiny/numberline", [*FAST, f"model.name={tmp_path / 'bf16'}",
                                              "model.bf16=false"])  # fmt: skip
-    with pytest.raises(ValueError, match="frozen weights are torch.bfloat16, which needs bf16"):
+    with pytest.raises(ValueError, match=r"frozen weights are torch\.bfloat16, which needs bf16"):
         train.load_for_training(config.model.name, config, Accelerator(cpu=True))
