@@ -490,3 +490,21 @@ def test_bf16_weights_without_autocast_are_refused(tmp_path):
                                              "model.bf16=false"])  # fmt: skip
     with pytest.raises(ValueError, match=r"frozen weights are torch\.bfloat16, which needs bf16"):
         train.load_for_training(config.model.name, config, Accelerator(cpu=True))
+
+
+def test_the_kl_reference_is_the_starting_policy_kept_as_its_adapters(tmp_path):
+    """With LoRA the reference keeps only the adapters' starting values: swapped in, the
+    policy is the one PPO started from; swapped back, the trained one."""
+    config = load_config("tiny/numberline", [*FAST, "ppo.kl_coef=0.1", "model.lora=true",
+                                             "model.lora_rank=4", "model.lora_alpha=8"])  # fmt: skip
+    policy = train.load_for_training("tiny-llava", config, Accelerator(cpu=True))
+    start = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = PPOTrainer(config, policy, tmp_path / "run", progress=False)
+    kept = sum(p.numel() for p in trainer._starting_weights)
+    assert kept < sum(p.numel() for p in policy.parameters()) / 10
+    trainer.train()
+    trained = {k: v.clone() for k, v in policy.state_dict().items()}
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+    with trainer._at_starting_weights():
+        assert_same_weights(policy.state_dict(), start)
+    assert_same_weights(policy.state_dict(), trained)

@@ -23,6 +23,7 @@ class Minibatch(NamedTuple):
     old_values: torch.Tensor  # (B,)
     advantages: torch.Tensor  # (B,)
     returns: torch.Tensor  # (B,)
+    reference_logprobs: torch.Tensor  # (B,) at the starting weights (KL penalty); else 0
 
 
 class RolloutBuffer:
@@ -35,6 +36,7 @@ class RolloutBuffer:
         self.values = np.zeros(shape, np.float32)
         self.next_values = np.zeros(shape, np.float32)
         self.logprobs = np.zeros(shape, np.float32)
+        self.reference_logprobs = np.zeros(shape, np.float32)  # filled for the KL penalty
         self.terminated = np.zeros(shape, bool)
         self.truncated = np.zeros(shape, bool)
         self.images: list[list[np.ndarray]] = []
@@ -97,5 +99,5 @@ class RolloutBuffer:
             def pick(array, index=index):
                 return torch.as_tensor(array.reshape(-1)[index])
 
-            yield Minibatch(index, pick(self.logprobs), pick(self.values),
-                            pick(self.advantages), pick(self.returns))  # fmt: skip
+            yield Minibatch(index, pick(self.logprobs), pick(self.values), pick(self.advantages),
+                            pick(self.returns), pick(self.reference_logprobs))  # fmt: skip

@@ -8,11 +8,11 @@ dropout never perturbs the ratio: the first epoch's first ratio is exactly 1.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,13 @@ class PPOTrainer:
         self.run_dir = Path(run_dir)
         self.progress = progress and self.accelerator.is_main_process
         self.policy = policy.to(self.accelerator.device)
-        self.reference = self._reference() if self.ppo.kl_coef > 0 else None
+        #: The KL penalty's reference is the policy as PPO found it: only the trained
+        #: weights' starting values are kept (with LoRA, the adapters), swapped in to score.
+        self._starting_weights = (
+            [p.detach().clone() for p in trainable_parameters(policy)]
+            if self.ppo.kl_coef > 0
+            else None
+        )
         self.optimizer = torch.optim.Adam(self._parameter_groups(), lr=self.ppo.lr,
                                           eps=self.ppo.adam_eps)  # fmt: skip
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -68,11 +74,21 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ state
 
-    def _reference(self) -> VLMPolicy:
-        """A frozen copy of the starting policy, for the KL penalty."""
-        reference = copy.deepcopy(self.policy).eval()
-        reference.requires_grad_(False)
-        return reference
+    @contextmanager
+    def _at_starting_weights(self) -> Iterator[None]:
+        """The policy with its trained weights swapped for their starting values (no copy:
+        the tensors trade places, and trade back)."""
+        parameters = trainable_parameters(self.policy)
+
+        def swap() -> None:
+            for parameter, other in zip(parameters, self._starting_weights, strict=True):
+                parameter.data, other.data = other.data, parameter.data
+
+        swap()
+        try:
+            yield
+        finally:
+            swap()
 
     def _parameter_groups(self) -> list[dict[str, Any]]:
         head = list(self.policy.value_head.parameters())  # a list: the order must not vary
@@ -219,7 +235,8 @@ class PPOTrainer:
     @torch.no_grad()
     def _rescore(self, buffer: RolloutBuffer, inputs: ScoringInputs, order: np.ndarray) -> None:
         """The old log-probs and values, as the training pass computes them at the rollout's
-        weights, and the values of the cut episodes' last observations.
+        weights, the KL reference's log-probs (at the starting weights), and the values of the
+        cut episodes' last observations.
 
         Sampling with a KV cache and scoring whole sequences round differently under bf16
         (and differ by a few 1e-6 in float32), so the log-probs recorded while sampling would
@@ -233,6 +250,13 @@ class PPOTrainer:
             steps, envs = np.divmod(index, buffer.num_envs)
             buffer.logprobs[steps, envs] = scores.logprob(ppo.thought_coef).float().cpu().numpy()
             buffer.values[steps, envs] = scores.values.float().cpu().numpy()
+            if self._starting_weights is not None:
+                with self._at_starting_weights():
+                    start_scores = policy.score_inputs(
+                        inputs.take(index), temperature=ppo.temperature
+                    )
+                logprobs = start_scores.logprob(ppo.thought_coef).float().cpu().numpy()
+                buffer.reference_logprobs[steps, envs] = logprobs
         cut = list(buffer.final_observations)
         for start in range(0, len(cut), buffer.num_envs):  # prompt-only passes, as wide as sampling
             chunk = cut[start : start + buffer.num_envs]
@@ -256,10 +280,8 @@ class PPOTrainer:
             "loss": out.loss, "policy_loss": out.policy_loss, "value_loss": out.value_loss,
             "entropy": out.entropy, "approx_kl": out.approx_kl, "clipfrac": out.clipfrac,
         }  # fmt: skip
-        if self.reference is not None:
-            with torch.no_grad():
-                reference = self.reference.score_inputs(inputs, temperature=ppo.temperature)
-            log_ratio = reference.logprob(ppo.thought_coef) - logprobs
+        if self._starting_weights is not None:
+            log_ratio = batch.reference_logprobs.to(device) - logprobs
             kl = (log_ratio.exp() - log_ratio - 1).mean()  # k3: non-negative, unbiased
             parts["loss"] = parts["loss"] + ppo.kl_coef * kl
             parts["kl_reference"] = kl
