@@ -495,8 +495,8 @@ def test_bf16_weights_without_autocast_are_refused(tmp_path):
 def test_the_kl_reference_is_the_starting_policy_kept_as_its_adapters(tmp_path):
     """With LoRA the reference keeps only the adapters' starting values: swapped in, the
     policy is the one PPO started from; swapped back, the trained one."""
-    config = load_config("tiny/numberline", [*FAST, "ppo.kl_coef=0.1", "model.lora=true",
-                                             "model.lora_rank=4", "model.lora_alpha=8"])  # fmt: skip
+    lora = ["ppo.kl_coef=0.1", "model.lora=true", "model.lora_rank=4", "model.lora_alpha=8"]
+    config = load_config("tiny/numberline", [*FAST, *lora])
     policy = train.load_for_training("tiny-llava", config, Accelerator(cpu=True))
     start = {k: v.clone() for k, v in policy.state_dict().items()}
     trainer = PPOTrainer(config, policy, tmp_path / "run", progress=False)
