@@ -12,6 +12,7 @@ from rlvlm.cli import main
 from rlvlm.config import to_yaml
 from rlvlm.experiment import load_experiment, run_cells, spec_names, status, write_results
 from rlvlm.experiment.runner import check_unchanged
+from rlvlm.experiment.table import curves
 
 #: A few seconds per cell: every stage, at the smallest size.
 TINY = [
@@ -113,6 +114,8 @@ def test_a_grid_runs_resumes_and_aggregates(tmp_path):
         assert row["final_thoughts"] == final["thought_accuracy"]
     assert group["final_success_mean"] == pytest.approx(sum(group["final_success_seeds"]) / 2)
     assert len(group["sft_thoughts_seeds"]) == 2
+    # every seed is drawn (a band over both), not the first cell's alone
+    assert curves(spec, cells) != curves(spec, cells[:1])
     for name in ("results.json", "results.md", "curves.png", "thoughts.png"):
         assert (tmp_path / "grid" / name).stat().st_size > 0
     assert "| numberline | 2/2 |" in (tmp_path / "grid" / "results.md").read_text()

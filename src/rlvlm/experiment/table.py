@@ -142,7 +142,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves(experiment: Experiment, cells: Sequence[Cell], key: str = "eval/success_rate",
+def curves(experiment: Experiment, cells: Sequence[Cell], metric: str = "eval/success_rate",
            ylabel: str = "held-out success (%)") -> bytes | None:  # fmt: skip
     """A held-out rate against environment steps: a panel per game, a line per group (the
     mean over its seeds that have reached each step) with a band from the lowest to the
@@ -152,7 +152,7 @@ def curves(experiment: Experiment, cells: Sequence[Cell], key: str = "eval/succe
     for cell in cells:
         if not (cell.run_dir / "config.yaml").is_file():
             continue
-        steps, success = curve(load_run(cell.run_dir), key)
+        steps, success = curve(load_run(cell.run_dir), metric)
         if steps:
             label = _label({k: cell.axes[k] for k in experiment.seedless_axes if k != "game"})
             key = f"{cell.config.game}\0{label}"
