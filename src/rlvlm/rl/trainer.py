@@ -246,15 +246,14 @@ class PPOTrainer:
         policy, ppo = self.policy, self.ppo
         for start in range(0, len(order), ppo.minibatch_size):
             index = order[start : start + ppo.minibatch_size]
-            scores = policy.score_inputs(inputs.take(index), temperature=ppo.temperature)
+            batch = inputs.take(index)
+            scores = policy.score_inputs(batch, temperature=ppo.temperature)
             steps, envs = np.divmod(index, buffer.num_envs)
             buffer.logprobs[steps, envs] = scores.logprob(ppo.thought_coef).float().cpu().numpy()
             buffer.values[steps, envs] = scores.values.float().cpu().numpy()
             if self._starting_weights is not None:
                 with self._at_starting_weights():
-                    start_scores = policy.score_inputs(
-                        inputs.take(index), temperature=ppo.temperature
-                    )
+                    start_scores = policy.score_inputs(batch, temperature=ppo.temperature)
                 logprobs = start_scores.logprob(ppo.thought_coef).float().cpu().numpy()
                 buffer.reference_logprobs[steps, envs] = logprobs
         cut = list(buffer.final_observations)
