@@ -1,6 +1,13 @@
-"""One process of the two-process test: ``accelerate launch ... ddp_worker.py OUT key=value...``
-runs SFT and PPO data-parallel in OUT/ddp and saves this process's weights for the test."""
+"""One process of the multi-process tests, run by ``accelerate launch ... ddp_worker.py``:
 
+ddp_worker.py train OUT key=value...   SFT and PPO data-parallel in OUT/ddp; saves this
+                                       process's weights
+ddp_worker.py accumulate OUT           one PPO update on one rollout, as minibatches of 32
+                                       and as 4 accumulated minibatches of 8; saves both
+                                       weight changes
+"""
+
+import copy
 import sys
 from pathlib import Path
 
@@ -10,12 +17,21 @@ from accelerate import Accelerator
 from rlvlm import train
 from rlvlm.config import load_config
 from rlvlm.models import PRESETS, load_policy
+from rlvlm.rl.buffer import RolloutBuffer
+from rlvlm.rl.rollout import collect, make_envs, train_seeds
 from rlvlm.rl.trainer import PPOTrainer
 from rlvlm.sft.data import write_demonstrations
 
+#: Float32 throughout; an Adam epsilon of 1 makes the first step lr * g / (|g| + 1), close to
+#: linear in the gradient, so equal gradients give equal steps to float tolerance.
+ACCUMULATION = [
+    "vision.steps=0", "sft.episodes=0", "model.bf16=false", "ppo.num_envs=4",
+    "ppo.steps_per_env=8", "ppo.epochs=1", "ppo.max_new_tokens=12", "ppo.temperature=1.0",
+    "ppo.lr=1.0", "ppo.value_lr=1.0", "ppo.adam_eps=1.0", "ppo.max_grad_norm=1e9",
+]  # fmt: skip
 
-def main(out: Path, overrides: list[str]) -> None:
-    accelerator = Accelerator(cpu=True)
+
+def train_both_stages(accelerator: Accelerator, out: Path, overrides: list[str]) -> None:
     config = load_config("tiny/numberline", overrides)
     run_dir = out / "ddp"
     if accelerator.is_main_process:
@@ -33,5 +49,33 @@ def main(out: Path, overrides: list[str]) -> None:
                out / f"weights-{accelerator.process_index}.pt")  # fmt: skip
 
 
+def one_update_two_ways(accelerator: Accelerator, out: Path) -> None:
+    ways = {"one minibatch of 32": ["ppo.minibatch_size=32", "ppo.grad_accum=1"],
+            "4 x 8 accumulated": ["ppo.minibatch_size=8", "ppo.grad_accum=4"]}  # fmt: skip
+    config = load_config("tiny/numberline", ACCUMULATION + ways["one minibatch of 32"])
+    policy = train.prepare(load_policy("tiny-llava", seed=0), config).eval()
+    start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+    envs = make_envs("numberline", 4, image_size=policy.image_size)
+    buffer = RolloutBuffer(8, 4)
+    seeds = train_seeds(0, 0, accelerator.process_index, 4)
+    stats = collect(policy, envs, buffer, seeds, thought_coef=0.5, temperature=1.0,
+                    max_new_tokens=12)  # fmt: skip
+    envs.close()
+    changes = {}
+    for way, overrides in ways.items():
+        config = load_config("tiny/numberline", ACCUMULATION + overrides)
+        policy.load_state_dict(start)
+        trainer = PPOTrainer(config, policy, out / "runs", accelerator, progress=False)
+        trainer._optimize(copy.deepcopy(buffer), stats)
+        changes[way] = {k: v.detach() - start[k] for k, v in policy.state_dict().items()}
+    torch.save({"processes": accelerator.num_processes, "changes": changes},
+               out / f"changes-{accelerator.process_index}.pt")  # fmt: skip
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2:])
+    mode, out = sys.argv[1], Path(sys.argv[2])
+    accelerator = Accelerator(cpu=True)
+    if mode == "train":
+        train_both_stages(accelerator, out, sys.argv[3:])
+    else:
+        one_update_two_ways(accelerator, out)

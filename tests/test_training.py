@@ -22,7 +22,7 @@ from rlvlm.cli import main
 from rlvlm.config import load_config
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
 from rlvlm.models.policy import Generation, Scores
-from rlvlm.models.training import bf16_supported
+from rlvlm.models.training import bf16_supported, deepspeed_settings
 from rlvlm.rl import trainer as trainer_module
 from rlvlm.rl.buffer import RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
@@ -408,21 +408,63 @@ def test_lambda_zero_leaves_the_model_without_gradient_from_thought_tokens():
 # ----------------------------------------------------------------------------- processes
 
 
-def test_two_data_parallel_processes_end_with_identical_weights(tmp_path):
+def launch_worker(processes: int, *args: str) -> None:
+    """``tests/ddp_worker.py`` in ``processes`` data-parallel processes on the CPU."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
-        str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), *FAST,
+        "--num_processes", str(processes), str(ROOT / "tests" / "ddp_worker.py"), *args,
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_data_parallel_processes_end_with_identical_weights(tmp_path):
+    launch_worker(2, "train", str(tmp_path), *FAST)
     digests = [torch.load(tmp_path / f"weights-{rank}.pt") for rank in (0, 1)]
     assert digests[0]["processes"] == digests[1]["processes"] == 2
     assert_same_weights(digests[0]["weights"], digests[1]["weights"])
     start = load_policy("tiny-llava", seed=0).state_dict()
     assert any(not torch.equal(start[k], v) for k, v in digests[0]["weights"].items())
     assert (tmp_path / "ddp" / "checkpoints" / "update-000002").is_dir()
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_accumulated_minibatches_make_the_same_update_as_one_large_one(tmp_path, processes):
+    """grad_accum=4 over minibatches of 8 steps the weights as one minibatch of 32 does, on
+    one process and on two (where only the fourth minibatch's gradients are exchanged)."""
+    launch_worker(processes, "accumulate", str(tmp_path))
+    for rank in range(processes):
+        saved = torch.load(tmp_path / f"changes-{rank}.pt")
+        assert saved["processes"] == processes
+        large, accumulated = saved["changes"].values()
+        assert max(change.abs().max() for change in large.values()) > 1e-3  # it trained
+        for key, change in large.items():
+            torch.testing.assert_close(accumulated[key], change, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("config_name", ["paper/numberline", "paper/alfworld"])
+def test_deepspeed_takes_accumulation_and_clipping_from_the_trainer_config(config_name):
+    """Left 'auto' (the shipped ZeRO-2 config), accelerate fills DeepSpeed's accumulation
+    steps from its own default and the clipping norm with 1.0; set from the config, they
+    survive that filling, so the engine accumulates and clips as the trainer means."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    ppo = load_config(config_name).ppo
+    plugin = DeepSpeedPlugin(zero_stage=2)
+    plugin.deepspeed_config.update(
+        deepspeed_settings(ppo.minibatch_size, ppo.grad_accum, ppo.max_grad_norm, processes=8)
+    )
+    # what Accelerator.prepare does with DeepSpeed's values before it starts the engine
+    plugin.fill_match("gradient_accumulation_steps", must_match=False,
+                      gradient_accumulation_steps=1)  # fmt: skip
+    plugin.deepspeed_config_process(must_match=False, gradient_clipping=1.0)
+    assert plugin.get_value("gradient_accumulation_steps") == ppo.grad_accum
+    assert plugin.get_value("gradient_clipping") == ppo.max_grad_norm == 0.01
+    assert plugin.get_value("train_micro_batch_size_per_gpu") == ppo.minibatch_size
+    assert plugin.get_value("train_batch_size") == ppo.minibatch_size * ppo.grad_accum * 8
+    assert plugin.get_value("bf16")["enabled"] is False  # float32 weights, the policy autocasts
 
 
 def test_subprocess_environments_collect_the_same_rollout():

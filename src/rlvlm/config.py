@@ -132,6 +132,16 @@ class PPOConfig:
                     "grad_accum", "max_new_tokens"):  # fmt: skip
             _check(getattr(self, key) >= 1, f"ppo.{key} must be at least 1")
         _check(self.updates >= 0, "ppo.updates must be 0 (SFT only) or more")
+        transitions, step = (
+            self.num_envs * self.steps_per_env,
+            self.minibatch_size * self.grad_accum,
+        )
+        _check(
+            transitions % step == 0,
+            f"ppo.minibatch_size x ppo.grad_accum ({step}) must divide the rollout's "
+            f"num_envs x steps_per_env ({transitions}): every optimiser step takes as many "
+            "transitions",
+        )
         _check(0 <= self.thought_coef <= 1, "ppo.thought_coef must be in [0, 1]")
         _check(self.temperature > 0, "ppo.temperature must be above 0 (PPO samples)")
         _check(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from rlvlm.models.policy import VLMPolicy
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 PARTS = ("vision", "projector", "language")
 
@@ -89,3 +93,34 @@ def set_precision(policy: VLMPolicy, bf16: bool) -> VLMPolicy:
 
 def trainable_parameters(policy: VLMPolicy) -> list[nn.Parameter]:
     return [p for p in policy.parameters() if p.requires_grad]
+
+
+def prepare_training(accelerator: Accelerator, policy: VLMPolicy, optimizer: torch.optim.Optimizer,
+                     *, minibatch_size: int, grad_accum: int,
+                     max_grad_norm: float) -> tuple[Any, Any]:  # fmt: skip
+    """``accelerator.prepare(policy, optimizer)`` with the settings that must agree set here,
+    from the trainer's config: how many minibatches make one optimiser step (counted by
+    ``accelerator.accumulate``) and, under DeepSpeed, the engine's own copies of them, which it
+    would otherwise take from its config file and silently apply instead (one step per
+    minibatch, and a clipping norm of 1.0). The weights stay float32 there too: bf16 compute
+    is the policy's own autocast (``model.bf16``), as on every other path."""
+    accelerator.gradient_accumulation_steps = grad_accum
+    accelerator.step, accelerator.sync_gradients = 0, True  # a new count of minibatches
+    if (plugin := accelerator.state.deepspeed_plugin) is not None:
+        plugin.deepspeed_config.update(
+            deepspeed_settings(minibatch_size, grad_accum, max_grad_norm, accelerator.num_processes)
+        )
+    return accelerator.prepare(policy, optimizer)
+
+
+def deepspeed_settings(minibatch_size: int, grad_accum: int, max_grad_norm: float,
+                       processes: int) -> dict[str, Any]:  # fmt: skip
+    """The DeepSpeed config entries that follow from the trainer's settings."""
+    return {
+        "train_micro_batch_size_per_gpu": minibatch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": minibatch_size * grad_accum * processes,
+        "gradient_clipping": max_grad_norm,
+        "bf16": {"enabled": False},
+        "fp16": {"enabled": False},
+    }

@@ -13,7 +13,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from rlvlm.config import TrainConfig
 from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
 from rlvlm.evaluation.metrics import thought_accuracy
 from rlvlm.models.policy import ScoringInputs, VLMPolicy
-from rlvlm.models.training import trainable_parameters
+from rlvlm.models.training import prepare_training, trainable_parameters
 from rlvlm.rl.advantages import normalize
 from rlvlm.rl.buffer import Minibatch, RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
@@ -65,7 +65,10 @@ class PPOTrainer:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.ppo.updates, eta_min=self.ppo.lr_min
         )
-        self.model, self.optimizer = self.accelerator.prepare(policy, self.optimizer)
+        self.model, self.optimizer = prepare_training(
+            self.accelerator, policy, self.optimizer, minibatch_size=self.ppo.minibatch_size,
+            grad_accum=self.ppo.grad_accum, max_grad_norm=self.ppo.max_grad_norm,
+        )  # fmt: skip
         self.checkpoints = Checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints,
                                        self.accelerator)  # fmt: skip
         self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
@@ -185,27 +188,24 @@ class PPOTrainer:
             buffer.advantages = self._normalized(buffer.advantages)
         sums: dict[str, float] = {}
         count = 0
+        trainable = trainable_parameters(self.policy)
         for order in orders:
-            minibatches = list(buffer.minibatches(ppo.minibatch_size, order))
-            for group_start in range(0, len(minibatches), ppo.grad_accum):
-                group = minibatches[group_start : group_start + ppo.grad_accum]
-                samples = sum(len(batch.index) for batch in group)
-                for i, batch in enumerate(group):
-                    last = i == len(group) - 1
-                    with nullcontext() if last else self.accelerator.no_sync(self.model):
-                        parts = self._loss(inputs.take(batch.index), batch)
-                        self._check_finite(parts["loss"], "loss")
-                        self.accelerator.backward(parts["loss"] * len(batch.index) / samples)
-                    for key, value in parts.items():
-                        sums[key] = sums.get(key, 0.0) + value.item() * len(batch.index)
-                    count += len(batch.index)
-                norm = self.accelerator.clip_grad_norm_(
-                    trainable_parameters(self.policy), ppo.max_grad_norm
-                )
-                if norm is not None:  # None where DeepSpeed clips inside its engine
-                    self._check_finite(norm, "gradient norm")
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+            # Every grad_accum minibatches make one optimiser step: accumulate() skips the
+            # gradient exchange and the optimiser (and DeepSpeed's engine its step) between.
+            for batch in buffer.minibatches(ppo.minibatch_size, order):
+                with self.accelerator.accumulate(self.model):
+                    parts = self._loss(inputs.take(batch.index), batch)
+                    self._check_finite(parts["loss"], "loss")
+                    self.accelerator.backward(parts["loss"])
+                    if self.accelerator.sync_gradients:
+                        norm = self.accelerator.clip_grad_norm_(trainable, ppo.max_grad_norm)
+                        if norm is not None:  # None where DeepSpeed clips inside its engine
+                            self._check_finite(norm, "gradient norm")
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for key, value in parts.items():
+                    sums[key] = sums.get(key, 0.0) + value.item() * len(batch.index)
+                count += len(batch.index)
         train_seconds = time.perf_counter() - start
         episodes = len(stats.episode_returns)
         returns = np.asarray(stats.episode_returns)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from rlvlm.models.policy import VLMPolicy
-from rlvlm.models.training import trainable_parameters
+from rlvlm.models.training import prepare_training, trainable_parameters
 from rlvlm.sft.data import Demonstration
 
 
@@ -53,7 +53,8 @@ def train_sft(
     total = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=lr, betas=(0.9, 0.98))
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(20, total // 10), total)
-    model, optimizer = accelerator.prepare(policy, optimizer)
+    model, optimizer = prepare_training(accelerator, policy, optimizer, minibatch_size=batch_size,
+                                        grad_accum=1, max_grad_norm=max_grad_norm)  # fmt: skip
     rng = np.random.default_rng(seed)
     policy.train()
     running, start = None, time.perf_counter()
