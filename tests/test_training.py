@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
 
 from rlvlm import train
 from rlvlm.cli import main
@@ -188,6 +189,25 @@ def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, inte
 
     _, result = fast_run(tmp_path, "stopped")  # the same run directory: resumes
     assert "stopped_at_update" not in result
+    assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
+        read_metrics(reference_dir / "metrics.jsonl")
+    )
+    assert_same_weights(weights(last_checkpoint(run_dir)),
+                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+
+
+def test_a_lora_run_resumes_exactly_and_stores_only_what_it_trains(tmp_path):
+    lora = ["model.lora=true", "model.lora_rank=4", "model.lora_alpha=8"]
+    reference_dir, _ = fast_run(tmp_path, "reference", *lora)
+    with pytest.MonkeyPatch.context() as patch:
+        _interrupt_after_first_update(patch)
+        run_dir, result = fast_run(tmp_path, "stopped", *lora)
+    assert result["stopped_at_update"] == 1
+    stored = load_file(run_dir / "checkpoints" / "update-000001" / "trainer_state" /
+                       "model.safetensors")  # fmt: skip
+    assert stored and all("lora_" in key or "value_head" in key for key in stored)
+
+    fast_run(tmp_path, "stopped", *lora)
     assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
         read_metrics(reference_dir / "metrics.jsonl")
     )

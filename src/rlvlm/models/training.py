@@ -103,9 +103,13 @@ def prepare_training(accelerator: Accelerator, policy: VLMPolicy, optimizer: tor
     ``accelerator.accumulate``) and, under DeepSpeed, the engine's own copies of them, which it
     would otherwise take from its config file and silently apply instead (one step per
     minibatch, and a clipping norm of 1.0). The weights stay float32 there too: bf16 compute
-    is the policy's own autocast (``model.bf16``), as on every other path."""
+    is the policy's own autocast (``model.bf16``), as on every other path.
+
+    The accelerator trains one model at a time: whatever an earlier stage (SFT) prepared is
+    let go first, so that ``save_state`` holds this model's state and nothing else."""
+    accelerator.free_memory()  # also restarts the count of minibatches
     accelerator.gradient_accumulation_steps = grad_accum
-    accelerator.step, accelerator.sync_gradients = 0, True  # a new count of minibatches
+    accelerator.sync_gradients = True
     if (plugin := accelerator.state.deepspeed_plugin) is not None:
         plugin.deepspeed_config.update(
             deepspeed_settings(minibatch_size, grad_accum, max_grad_norm, accelerator.num_processes)

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from rlvlm.config import TrainConfig
@@ -69,6 +68,7 @@ class PPOTrainer:
             self.accelerator, policy, self.optimizer, minibatch_size=self.ppo.minibatch_size,
             grad_accum=self.ppo.grad_accum, max_grad_norm=self.ppo.max_grad_norm,
         )  # fmt: skip
+        self.accelerator.register_for_checkpointing(self.scheduler)
         self.checkpoints = Checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints,
                                        self.accelerator)  # fmt: skip
         self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
@@ -102,26 +102,15 @@ class PPOTrainer:
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint, if there is one."""
-        state = self.checkpoints.load_latest(self.policy)
-        if state is None:
+        update = self.checkpoints.load_latest()
+        if update is None:
             return False
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.update = state["update"]
-        _set_rng_state(state["rng"][self.accelerator.process_index])
+        self.update = update
         self.log.truncate(self.update)
         return True
 
-    def save(self, rng: list[dict[str, Any]] | None = None) -> Path:
-        rng = rng or gather_object([_rng_state()])
-        state = {
-            "update": self.update,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
-            "config": self.config.to_dict(),
-        }
-        return self.checkpoints.save(self.update, self.policy, state)
+    def save(self) -> Path:
+        return self.checkpoints.save(self.update, self.policy)
 
     # ------------------------------------------------------------------ the loop
 
@@ -136,7 +125,7 @@ class PPOTrainer:
         try:
             with self._interruptible():
                 while self.update < ppo.updates:
-                    rng_at_start = gather_object([_rng_state()])
+                    rng_at_start = _rng_state()
                     buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
                     seeds = train_seeds(self.config.seed, self.update, process, ppo.num_envs)
                     self.policy.eval()
@@ -145,8 +134,9 @@ class PPOTrainer:
                         temperature=ppo.temperature, top_p=ppo.top_p,
                         max_new_tokens=ppo.max_new_tokens, should_stop=self._stopping,
                     )  # fmt: skip
-                    if stats is None:  # interrupted before any weight changed
-                        self.save(rng_at_start)
+                    if stats is None:  # interrupted before any weight changed: the
+                        _set_rng_state(rng_at_start)  # resumed run collects this rollout again
+                        self.save()
                         break
                     metrics = self._optimize(buffer, stats)
                     self.update += 1
