@@ -62,6 +62,8 @@ def test_eval_same_seed_same_result_other_seed_other_deals(tmp_path):
         (["eval", "--game", "numberline", "--policy", "oracle", "--out", "."], "is a directory"),
         (["games", "--image-size", "8"], "at least 32"),
         (["bench", "gpus"], "invalid choice: 'gpus'"),
+        (["bench", "scale"], "bench scale needs --arch"),
+        (["bench", "scale", "--arch", "gpt-2"], "unknown architecture 'gpt-2'"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )

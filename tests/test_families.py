@@ -1,5 +1,6 @@
 """Every tiny preset, one per family: generation and scoring agree token for token under left
-padding, checkpoints round-trip, and builds are seeded."""
+padding, checkpoints round-trip, and builds are seeded. The real architectures that
+``rlvlm bench scale`` builds have their checkpoints' sizes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import transformers
 
 import rlvlm
 from rlvlm.models import PRESETS, load_policy
+from rlvlm.models.architectures import ARCHITECTURES, build_architecture
 from rlvlm.models.families import FAMILIES, family_of
 from rlvlm.models.presets import build_preset
 
@@ -186,3 +188,36 @@ def test_a_checkpoints_own_generation_config_does_not_change_sampling(policy, ba
         scores = shipped.score(*batch, generation.reply_ids)
     torch.testing.assert_close(generation.scores.token_logprobs, scores.token_logprobs,
                                rtol=0, atol=1e-5)  # fmt: skip
+
+
+#: The parameters of each real checkpoint, worked out from its config by hand (vision tower
+#: and projector, plus the language model).
+CHECKPOINT_PARAMETERS = {
+    "llava-v1.6-mistral-7b": 7_566_747_648,
+    "qwen2.5-vl-3b": 3_754_622_976,
+    "qwen2.5-vl-7b": 8_292_166_656,
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_a_shipped_architecture_is_its_checkpoints_size(name):
+    policy = build_architecture(name, device="meta")  # shapes only: nothing is allocated
+    assert family_of(policy.model.config).name == ("llava" if "llava" in name else "qwen2_5_vl")
+    assert sum(p.numel() for p in policy.model.parameters()) == CHECKPOINT_PARAMETERS[name]
+
+
+def test_a_real_architecture_sees_its_images_and_samples_only_what_its_tokenizer_spells():
+    policy = build_architecture("qwen2.5-vl-3b", layers=1)  # every width real, one block deep
+    env = rlvlm.make("numberline", image_size=policy.image_size)
+    image, _ = env.reset(seed=0)
+    prompt = env.unwrapped.task.prompt(env.unwrapped.view())
+    inputs = policy.encode([image], [prompt])
+    # 300 px, resized to 308 (a multiple of 28): 22 x 22 patches, merged 2 x 2
+    assert (inputs["input_ids"] == policy.tokenizer.image_token_id).sum() == 11 * 11
+    rows = policy.model.get_output_embeddings().weight.shape[0]
+    assert rows > 100 * len(policy.tokenizer)  # the real vocabulary, the preset's tokenizer
+    generation = policy.generate([image], [prompt], max_new_tokens=6, temperature=1.0)
+    assert all(token < len(policy.tokenizer) for token in generation.reply_ids[0])
+    with torch.no_grad():
+        scores = policy.score([image], [prompt], generation.reply_ids)
+    assert torch.isfinite(scores.token_logprobs).all()

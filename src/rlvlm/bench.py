@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -161,8 +162,6 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
 
     from rlvlm.config import load_config
     from rlvlm.models import load_policy
-    from rlvlm.rl.buffer import RolloutBuffer
-    from rlvlm.rl.rollout import collect, make_envs, train_seeds
     from rlvlm.rl.trainer import PPOTrainer
     from rlvlm.train import prepare
 
@@ -177,16 +176,9 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
     policy = load_policy(model or config.model.name, seed=config.seed)
     start = copy.deepcopy(policy)
     ours = prepare(policy, config)
-    envs = make_envs(config.game, ppo.num_envs, image_size=ours.image_size, cot=ppo.cot,
-                     on_invalid=ppo.on_invalid, penalty=ppo.invalid_penalty)  # fmt: skip
-    buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
     with tempfile.TemporaryDirectory() as scratch:
         trainer = PPOTrainer(config, ours, Path(scratch) / "ours", progress=False)
-        ours.eval()
-        stats = collect(ours, envs, buffer, train_seeds(config.seed, 0, 0, ppo.num_envs),
-                        thought_coef=ppo.thought_coef, temperature=ppo.temperature,
-                        top_p=ppo.top_p, max_new_tokens=ppo.max_new_tokens)  # fmt: skip
-        envs.close()
+        buffer, stats = _rollout(trainer)
         reference_buffer = copy.deepcopy(buffer)
         _warm_up(trainer, buffer)
         seconds = {"ours": trainer._optimize(buffer, stats)["time/train_seconds"]}
@@ -213,6 +205,141 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
     print(f"optimisation is {ratio:.1f}x faster than the reference's way (target 5x)")
     return {"rollout_seconds": stats.seconds, "seconds": seconds["ours"],
             "reference_seconds": seconds["reference"], "ratio": ratio}  # fmt: skip
+
+
+#: What ``bench scale`` cuts from the paper's update on a CPU, where a full one would take
+#: hours at 3B: one step of each environment, shorter replies, one epoch, and 8 minibatches
+#: accumulated into the one optimiser step. The time of a minibatch gives the full update's.
+SCALE_ON_CPU = ("ppo.steps_per_env=1", "ppo.max_new_tokens=32", "ppo.epochs=1", "ppo.grad_accum=8")
+
+
+def bench_scale(
+    arch: str,
+    config_name: str = "paper/numberline",
+    overrides: Sequence[str] = (),
+    json_path: Path | None = None,
+) -> dict[str, float]:
+    """A real checkpoint's architecture with random weights (nothing downloaded) and the
+    paper config's LoRA, bf16 and gradient checkpointing: a rollout of its environments and
+    one PPO update, with the parameters, the peak memory, generation tokens/s, and the
+    seconds of a minibatch and of the update. Under ``accelerate launch`` every process
+    runs its share, as in training (DeepSpeed's ZeRO included)."""
+    import resource
+    import tempfile
+
+    import torch
+    from accelerate import Accelerator
+
+    from rlvlm.config import load_config
+    from rlvlm.models.architectures import build_architecture
+    from rlvlm.rl.trainer import PPOTrainer
+    from rlvlm.train import prepare
+
+    on_gpu = torch.cuda.is_available()
+    cuts = () if on_gpu else SCALE_ON_CPU
+    config = load_config(config_name, [*cuts, *overrides])
+    ppo = config.ppo
+    accelerator = Accelerator(cpu=not on_gpu)
+    say = accelerator.print
+    start = perf_counter()
+    policy = build_architecture(arch, device=accelerator.device, seed=config.seed)
+    build_seconds = perf_counter() - start
+    parameters = sum(p.numel() for p in policy.parameters())
+    prepare(policy, config)
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = PPOTrainer(config, policy, Path(scratch), accelerator=accelerator, progress=False)
+        buffer, stats = _rollout(trainer)
+        update_seconds = trainer._optimize(buffer, stats)["time/train_seconds"]
+    if on_gpu:
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    else:  # the process's peak resident memory (Linux reports it in KiB)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    peak = max(accelerator.gather_for_metrics([peak], use_gather_object=True))
+    transitions = ppo.num_envs * ppo.steps_per_env
+    # Per minibatch of training, its share of the scoring pass included (about a fifth of
+    # it with one epoch, less with more): what scales a cut update up to the paper's.
+    minibatch_seconds = update_seconds / (transitions * ppo.epochs // ppo.minibatch_size)
+    row = {
+        "arch": arch,
+        "processes": accelerator.num_processes,
+        "parameters": parameters,
+        "trainable": trainable,
+        "peak_gib": peak,
+        "tokens_per_s": stats.reply_tokens / stats.seconds,
+        "update_seconds": update_seconds,
+        "minibatch_seconds": minibatch_seconds,
+        "build_seconds": build_seconds,
+    }
+    precision = "bf16 autocast" if policy.autocast_dtype is not None else "float32"
+    say(
+        f"{arch}: {parameters / 1e9:.2f} B parameters ({next(policy.model.parameters()).dtype}"
+        f", random, built in {build_seconds:.0f} s), {trainable / 1e6:.0f} M trained (LoRA "
+        f"r{config.model.lora_rank} on {', '.join(config.model.lora_parts)}, value head), "
+        f"{precision}, {accelerator.num_processes} process(es) on {accelerator.device.type}"
+    )
+    if cuts:
+        say(f"cut for a CPU: {' '.join(cuts)}")
+    say(
+        f"rollout       {stats.seconds:>8.1f} s  {ppo.num_envs} envs x {ppo.steps_per_env} "
+        f"steps, {stats.reply_tokens} reply tokens: {row['tokens_per_s']:.1f} tokens/s"
+    )
+    say(
+        f"PPO update    {update_seconds:>8.1f} s  {transitions} transitions x {ppo.epochs} "
+        f"epochs in minibatches of {ppo.minibatch_size}, {ppo.grad_accum} per optimiser step, "
+        f"after a scoring pass"
+    )
+    say(f"minibatch     {minibatch_seconds:>8.1f} s  the update's time per minibatch")
+    say(
+        f"peak memory   {peak:>8.1f} GiB {'on the GPU (allocated)' if on_gpu else 'resident'}"
+        f"{', the largest process' if accelerator.num_processes > 1 else ''}"
+    )
+    paper = load_config(config_name).ppo
+    if paper != ppo:
+        full = paper.num_envs * paper.steps_per_env * paper.epochs // paper.minibatch_size
+        say(
+            f"the paper's update ({config_name}: {paper.num_envs * paper.steps_per_env} "
+            f"transitions x {paper.epochs} epochs, replies up to {paper.max_new_tokens} tokens)"
+            f" makes {full:,} minibatches: about {full * minibatch_seconds / 60:,.0f} min at "
+            f"this speed and reply length, per process"
+        )
+    if json_path is not None and accelerator.is_main_process:
+        with open(json_path, "a") as rows:  # one line per measurement
+            rows.write(json.dumps(row) + "\n")
+    return row
+
+
+def _rollout(trainer):
+    """One rollout of the trainer's config from its policy, as its first update collects it."""
+    from rlvlm.rl.buffer import RolloutBuffer
+    from rlvlm.rl.rollout import collect, make_envs, train_seeds
+
+    config, ppo, policy = trainer.config, trainer.ppo, trainer.policy
+    envs = make_envs(
+        config.game,
+        ppo.num_envs,
+        image_size=policy.image_size,
+        cot=ppo.cot,
+        on_invalid=ppo.on_invalid,
+        penalty=ppo.invalid_penalty,
+    )
+    buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
+    seeds = train_seeds(config.seed, 0, trainer.accelerator.process_index, ppo.num_envs)
+    policy.eval()
+    try:
+        stats = collect(
+            policy,
+            envs,
+            buffer,
+            seeds,
+            thought_coef=ppo.thought_coef,
+            temperature=ppo.temperature,
+            top_p=ppo.top_p,
+            max_new_tokens=ppo.max_new_tokens,
+        )
+    finally:
+        envs.close()
+    return buffer, stats
 
 
 def _warm_up(trainer, buffer) -> None:

@@ -325,6 +325,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                               overrides=args.overrides)  # fmt: skip
         except ValueError as error:
             raise _UsageError(str(error)) from None
+    elif args.what == "scale":
+        if args.arch is None:
+            raise _UsageError("bench scale needs --arch")
+        _quiet_transformers()
+        try:
+            bench.bench_scale(args.arch, config_name=args.config or "paper/numberline",
+                              overrides=args.overrides, json_path=args.json)  # fmt: skip
+        except ValueError as error:
+            raise _UsageError(str(error)) from None
     else:
         _quiet_transformers()
         bench.bench_rollout(preset=args.model, envs=args.envs)
@@ -443,6 +452,16 @@ def _preset(text: str) -> str:
     if text not in PRESETS:
         raise argparse.ArgumentTypeError(
             f"unknown preset {text!r}; choose from {', '.join(PRESETS)}"
+        )
+    return text
+
+
+def _architecture(text: str) -> str:
+    from rlvlm.models.architectures import ARCHITECTURES
+
+    if text not in ARCHITECTURES:
+        raise argparse.ArgumentTypeError(
+            f"unknown architecture {text!r}; choose from {', '.join(ARCHITECTURES)}"
         )
     return text
 
@@ -609,16 +628,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(run=cmd_report)
 
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
-    bench.add_argument("what", choices=["envs", "rollout", "train", "alfworld"])
+    bench.add_argument("what", choices=["envs", "rollout", "train", "alfworld", "scale"])
     bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
     bench.add_argument("--model", help="rollout, train: the preset or checkpoint to time "
                        "(default: the default preset; train: the config's model)")  # fmt: skip
     bench.add_argument("--envs", type=_positive, default=8,
                        help="rollout: environments; alfworld: episodes")  # fmt: skip
     bench.add_argument("--config", help="train: the config of the update (default: the main "
-                       "job's, tiny/numberline)")  # fmt: skip
+                       "job's, tiny/numberline); scale: the paper config whose settings it "
+                       "takes (default: paper/numberline)")  # fmt: skip
+    bench.add_argument(
+        "--arch", type=_architecture,
+        help="scale: a real checkpoint's architecture, random weights (llava-v1.6-mistral-7b, "
+        "qwen2.5-vl-3b, qwen2.5-vl-7b)",
+    )  # fmt: skip
+    bench.add_argument("--json", type=Path, metavar="FILE",
+                       help="scale: append the figures to FILE as one JSON line")  # fmt: skip
     bench.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="train: config overrides")  # fmt: skip
+                       help="train, scale: config overrides")  # fmt: skip
     bench.set_defaults(run=cmd_bench)
 
     grid = commands.add_parser(

@@ -145,10 +145,13 @@ class VLMPolicy(nn.Module):
 
     @cached_property
     def suppressed_token_ids(self) -> list[int]:
-        """Special tokens a reply may not contain (image placeholders, padding, turn markers):
-        masked out in generation and in scoring alike, so both see one distribution."""
+        """Special tokens a reply may not contain (image placeholders, padding, turn markers),
+        and the ids past the tokenizer's (an embedding matrix's padding rows, which no text
+        spells): masked out in generation and in scoring alike, so both see one distribution."""
         special = {i for i, token in self.tokenizer.added_tokens_decoder.items() if token.special}
         special |= {self.pad_token_id, getattr(self.tokenizer, "image_token_id", None)}
+        rows = self.model.get_output_embeddings().weight.shape[0]
+        special |= set(range(len(self.tokenizer), rows))
         return sorted(i for i in special - self.eos_token_ids if i is not None)
 
     def chat_prompt(self, prompt: str) -> str:
@@ -452,7 +455,7 @@ def load_policy(
         model = model if dtype is None else model.to(dtype)
         family = family_of(model.config)
         policy = VLMPolicy(model, processor, family, image_size=PRESETS[name].image_size)
-        return _fit_attention(policy.to(device))
+        return fit_attention(policy.to(device))
     path, meta, hub_id = _locate(name)
     source = name if hub_id else path
     if meta and meta.get("lora"):
@@ -472,10 +475,10 @@ def load_policy(
     base = meta.get("base") if meta else str(path)
     size = meta.get("image_size") if meta else None
     policy = VLMPolicy(model.eval(), processor, family, value_head, base, size)
-    return _fit_attention(policy.to(device))
+    return fit_attention(policy.to(device))
 
 
-def _fit_attention(policy: VLMPolicy) -> VLMPolicy:
+def fit_attention(policy: VLMPolicy) -> VLMPolicy:
     """Plain (eager) attention on a CPU: there, PyTorch's fused attention kernel is slower
     for short sequences, and its backward pass much slower (measured on the tiny presets:
     training passes 1.4x and generation 1.2x faster without it). GPUs keep the default."""

@@ -143,12 +143,12 @@ IDEFICS3_TEMPLATE = (
 
 
 @cache
-def _llava_tokenizer() -> PreTrainedTokenizerFast:
+def llava_tokenizer() -> PreTrainedTokenizerFast:
     return train_tokenizer(["USER:", "ASSISTANT:"], "<image>", eos_token="</s>", pad_token="<pad>")
 
 
 @cache
-def _qwen_tokenizer() -> PreTrainedTokenizerFast:
+def qwen_tokenizer() -> PreTrainedTokenizerFast:
     specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>"]
     return train_tokenizer(
         specials, "<|image_pad|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
@@ -156,7 +156,7 @@ def _qwen_tokenizer() -> PreTrainedTokenizerFast:
 
 
 @cache
-def _idefics3_tokenizer() -> PreTrainedTokenizerFast:
+def idefics3_tokenizer() -> PreTrainedTokenizerFast:
     # Idefics3Processor looks these up by name; <global-img> opens an unsplit image.
     specials = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
     return train_tokenizer(specials, "<image>", eos_token="<end_of_utterance>", pad_token="<pad>")
@@ -165,7 +165,7 @@ def _idefics3_tokenizer() -> PreTrainedTokenizerFast:
 def build_tiny_llava() -> tuple[PreTrainedModel, ProcessorMixin]:
     from transformers import CLIPImageProcessorPil
 
-    tokenizer = _llava_tokenizer()
+    tokenizer = llava_tokenizer()
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
@@ -198,14 +198,14 @@ def _qwen_processor(processor_class: type[ProcessorMixin], **image_settings) -> 
         merge_size=MERGE_SIZE, temporal_patch_size=2, **image_settings,
     )  # fmt: skip
     return processor_class(
-        image_processor=image_processor, tokenizer=_qwen_tokenizer(), chat_template=QWEN_TEMPLATE
+        image_processor=image_processor, tokenizer=qwen_tokenizer(), chat_template=QWEN_TEMPLATE
     )
 
 
 def _qwen_config(
     config_class: type[PretrainedConfig], text: PretrainedConfig, vision: PretrainedConfig
 ) -> PretrainedConfig:
-    tokenizer = _qwen_tokenizer()
+    tokenizer = qwen_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     return config_class(
         text_config=text, vision_config=vision, image_token_id=tokenizer.image_token_id,
@@ -220,7 +220,7 @@ def build_tiny_qwen2_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
         hidden_size=TEXT_WIDTH, patch_size=PATCH_SIZE, spatial_merge_size=MERGE_SIZE,
     )  # fmt: skip
     rope = _mrope(1e6, [16, 24, 24])
-    text = _text_config(_qwen_tokenizer(), Qwen2VLTextConfig, rope_parameters=rope)
+    text = _text_config(qwen_tokenizer(), Qwen2VLTextConfig, rope_parameters=rope)
     model = Qwen2VLForConditionalGeneration(_qwen_config(Qwen2VLConfig, text, vision))
     return model, _qwen_processor(Qwen2VLProcessorImageOnly)
 
@@ -235,7 +235,7 @@ def build_tiny_qwen2_5_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
         spatial_merge_size=MERGE_SIZE, window_size=112, fullatt_block_indexes=[VISION_LAYERS - 1],
     )  # fmt: skip
     rope = _mrope(1e6, [16, 24, 24])
-    text = _text_config(_qwen_tokenizer(), Qwen2_5_VLTextConfig, rope_parameters=rope)
+    text = _text_config(qwen_tokenizer(), Qwen2_5_VLTextConfig, rope_parameters=rope)
     model = Qwen2_5_VLForConditionalGeneration(_qwen_config(Qwen2_5_VLConfig, text, vision))
     return model, _qwen_processor(Qwen2_5_VLProcessorImageOnly)
 
@@ -252,7 +252,7 @@ def build_tiny_qwen3_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
     )  # fmt: skip
     rope = _mrope(5e6, [24, 20, 20], mrope_interleaved=True)
     text = _text_config(
-        _qwen_tokenizer(), Qwen3VLTextConfig, head_dim=HEAD_DIM, rope_parameters=rope
+        qwen_tokenizer(), Qwen3VLTextConfig, head_dim=HEAD_DIM, rope_parameters=rope
     )
     model = Qwen3VLForConditionalGeneration(_qwen_config(Qwen3VLConfig, text, vision))
     normalize = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}  # as the real Qwen3-VL's
@@ -262,7 +262,7 @@ def build_tiny_qwen3_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
 def build_tiny_idefics3() -> tuple[PreTrainedModel, ProcessorMixin]:
     from transformers import Idefics3ImageProcessorPil
 
-    tokenizer = _idefics3_tokenizer()
+    tokenizer = idefics3_tokenizer()
     # One unsplit 84x84 image: 6x6 patches, pixel-shuffled 2x2 into 9 tokens.
     image_processor = Idefics3ImageProcessorPil(
         do_image_splitting=False, size={"longest_edge": IMAGE_SIZE},
