@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rlvlm.rl.advantages import gae, normalize
+from rlvlm.rl.advantages import gae, group_advantages, normalize
 from rlvlm.rl.loss import ppo_loss
 
 F, T_ = False, True
@@ -59,6 +59,56 @@ def test_gae_matches_a_hand_computation():
     truncated[-1] = True
     again = gae(rewards, values, next_values, terminated, truncated, gamma, lam)
     np.testing.assert_array_equal(again[0], advantages)
+
+
+# ------------------------------------------------------- GRPO and GiGPO
+
+# Four environments in two groups of two (envs 0-1, 2-3), four steps each. The rollout's
+# end marks every episode still running at the last step truncated, as ``collect`` does.
+#   env 0: episode 0 = t0-t1, wins 1 (return 1); episode 1 = t2-t3, cut off by the rollout.
+#   env 1: episode 0 = t0, loses (-1); episode 1 = t1-t2, wins (1); episode 2 = t3, cut off.
+#   env 2: episode 0 = t0-t2, cut by the game's step limit at t2 (return 0); t3 cut off.
+#   env 3: four one-step episodes, returns 1, 0, -1, 1 (the last one ends at t3: it counts).
+GROUP_REWARDS = _columns([0, 1, 0, 0], [-1, 0, 1, 0], [0, 0, 0, 0], [1, 0, -1, 1])
+GROUP_TERMINATED = _columns([F, T_, F, F], [T_, F, T_, F], [F, F, F, F], [T_, T_, T_, T_])
+GROUP_TRUNCATED = _columns([F, F, F, T_], [F, F, F, T_], [F, F, T_, T_], [F, F, F, F])
+#: Each step's observation. A group's first episodes start from one deal ("deal 0", "deal 1");
+#: env 1's second episode starts in a picture equal to deal 0's, but in another episode group.
+GROUP_STATES = _columns(["deal 0", "a", "b", "c"], ["deal 0", "deal 0", "e", "f"],
+                        ["deal 1", "g", "h", "i"], ["deal 1", "j", "k", "l"])  # fmt: skip
+R2 = 1 / math.sqrt(2)  # (x - mean) / std for a group of two different values: -R2 and R2
+
+
+def _group(**kwargs):
+    return group_advantages(GROUP_REWARDS, GROUP_TERMINATED, GROUP_TRUNCATED, 2, **kwargs)
+
+
+def test_grpo_matches_a_hand_computation():
+    # Episode groups with two finished members: (group 0, episode 0): returns 1 and -1;
+    # (group 1, episode 0): returns 0 and 1. Every other episode group has one member (env 0's
+    # and env 2's second episodes were cut off), and cut-off steps get 0.
+    expected = _columns([R2, R2, 0, 0], [-R2, 0, 0, 0], [-R2, -R2, -R2, 0], [R2, 0, 0, 0])
+    np.testing.assert_allclose(_group(), expected, atol=1e-6)
+    # Dr. GRPO: the difference from the group's mean, unscaled (means 0 and 0.5)
+    expected = _columns([1, 1, 0, 0], [-1, 0, 0, 0], [-0.5, -0.5, -0.5, 0], [0.5, 0, 0, 0])
+    np.testing.assert_allclose(_group(scale=False), expected, atol=1e-6)
+
+
+def test_gigpo_adds_step_groups_of_identical_states_within_an_episode_group():
+    gamma, weight = 0.5, 0.5
+    # Step groups of two: "deal 0" (env 0 goes on to return 0 + 0.5 * 1 = 0.5, env 1 -1)
+    # and "deal 1" (env 2: 0, env 3: 1); each gets -R2 and R2 on top of the episode level.
+    # Env 1's "deal 0" at t1 belongs to another episode group: alone, it adds nothing.
+    step = _columns([R2, 0, 0, 0], [-R2, 0, 0, 0], [-R2, 0, 0, 0], [R2, 0, 0, 0])
+    expected = _group() + weight * step
+    got = _group(states=GROUP_STATES, gamma=gamma, step_weight=weight)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert got[0, 0] == pytest.approx(1.5 * R2)
+
+
+def test_group_advantages_need_whole_groups():
+    with pytest.raises(ValueError, match="do not form groups of 3"):
+        group_advantages(GROUP_REWARDS, GROUP_TERMINATED, GROUP_TRUNCATED, 3)
 
 
 def test_gae_inputs_are_not_modified_and_terminated_next_value_can_be_nan():

@@ -29,7 +29,7 @@ from rlvlm.rl.buffer import RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
 from rlvlm.rl.loss import ppo_loss
 from rlvlm.rl.metrics import read_metrics
-from rlvlm.rl.rollout import collect, make_envs
+from rlvlm.rl.rollout import collect, make_envs, train_seeds
 from rlvlm.rl.trainer import PPOTrainer, TrainingDiverged
 from rlvlm.sft.data import write_demonstrations
 
@@ -312,16 +312,18 @@ def test_cut_episodes_are_bootstrapped_from_their_last_observation(tmp_path):
 
 
 class ScriptedPolicy:
-    """Writes the same reply for every environment, as ``VLMPolicy.generate`` hands it over."""
+    """Writes the same reply for every environment (or environment i the i-th of a list), as
+    ``VLMPolicy.generate`` hands it over."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str | list[str]):
         self.text = text
 
     def generate(self, images, prompts, **sampling) -> Generation:
         n = len(prompts)
         zeros, ones = torch.zeros(n, 1), torch.ones(n, 1, dtype=torch.bool)
         scores = Scores(torch.zeros(n), zeros, ones, ones, ones.any(-1), zeros)
-        return Generation([[0]] * n, [self.text] * n, scores)
+        texts = [self.text] * n if isinstance(self.text, str) else list(self.text)
+        return Generation([[0]] * n, texts, scores)
 
 
 @pytest.mark.parametrize(
@@ -349,6 +351,45 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
     # one thought check per reply, none true: the scripted replies state no facts
     assert len(stats.thought_checks) == steps * 4
     assert not any(true for check in stats.thought_checks for _, true in check)
+
+
+def test_grouped_environments_play_the_same_deals_however_they_play():
+    """Two groups of two Blackjack tables; in each, one player hits and one stands, so their
+    games draw different numbers of cards: the k-th hands of a group are dealt alike all
+    the same, and the two groups' first deals differ."""
+    replies = ['{"action": "hit"}', '{"action": "stand"}'] * 2
+    envs = make_envs("blackjack", 4, image_size=84, group_size=2)
+    buffer = RolloutBuffer(12, 4)
+    seeds = train_seeds(0, 0, 0, 4, group_size=2)
+    assert seeds[0] // 2 == seeds[1] // 2 != seeds[2] // 2 == seeds[3] // 2
+    collect(ScriptedPolicy(replies), envs, buffer, seeds, thought_coef=0.5, temperature=1.0)
+    envs.close()
+    done = buffer.terminated | buffer.truncated
+    deals = [[buffer.images[t][env] for t in range(12) if t == 0 or done[t - 1, env]]
+             for env in range(4)]  # fmt: skip
+    for hitter, stander in [(0, 1), (2, 3)]:
+        assert len(deals[hitter]) >= 3 and len(deals[stander]) == 12
+        for k in range(len(deals[hitter])):
+            assert np.array_equal(deals[hitter][k], deals[stander][k]), k
+    assert not np.array_equal(deals[0][0], deals[2][0])
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "gigpo"])
+def test_the_critic_free_estimators_train_the_policy_and_leave_the_value_head(tmp_path, advantage):
+    group = [f"ppo.advantage={advantage}", "ppo.group_size=2", "game=blackjack",
+             "ppo.num_envs=4", "ppo.steps_per_env=4", "ppo.updates=1"]  # fmt: skip
+    config = load_config("tiny/numberline", [*FAST, *group])
+    policy = train.load_for_training("tiny-llava", config, Accelerator(cpu=True))
+    start = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = PPOTrainer(config, policy, tmp_path / "run", progress=False)
+    trainer.train()
+    (row,) = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert "losses/value_loss" not in row and "losses/explained_variance" not in row
+    assert math.isfinite(row["losses/policy_loss"])
+    end = policy.state_dict()
+    head = [key for key in start if key.startswith("value_head.")]
+    assert head and all(torch.equal(start[key], end[key]) for key in head)
+    assert any(not torch.equal(start[key], end[key]) for key in start if "language_model" in key)
 
 
 def test_two_processes_with_one_seed_write_the_same_run(tmp_path):

@@ -107,9 +107,24 @@ class PPOConfig:
     max_grad_norm: float = 0.01
     gamma: float = 0.9
     gae_lambda: float = 0.95
+    advantage: Literal["gae", "grpo", "gigpo"] = "gae"
+    """How advantages are estimated: ``gae`` with the critic (the paper's), or without one,
+    from groups of episodes that start from the same deal: ``grpo`` (each episode's return
+    against its group's) or ``gigpo`` (GRPO plus step groups of identical states). Without
+    a critic the value head is neither trained nor used."""
+    group_size: int = 1
+    """G, for grpo and gigpo (at least 2): the environments come in groups of G that share
+    their reset seeds, so the k-th episodes of a group's environments play one deal."""
+    group_std: bool = True
+    """grpo, gigpo: divide by the group's standard deviation (False: Dr. GRPO's, the
+    difference from the group's mean only)."""
+    step_advantage_weight: float = 1.0
+    """gigpo: the weight of the step-level advantage added to the episode-level one."""
     thought_coef: float = 0.5
     """lambda: the weight of the thought tokens' log-prob."""
     norm_adv: bool = True
+    """Normalise GAE's advantages over the rollout (the group estimators normalise within
+    their groups)."""
     ent_coef: float = 0.0
     """Entropy bonus (mean per-token entropy of the reply)."""
     kl_coef: float = 0.0
@@ -141,6 +156,15 @@ class PPOConfig:
             f"ppo.minibatch_size x ppo.grad_accum ({step}) must divide the rollout's "
             f"num_envs x steps_per_env ({transitions}): every optimiser step takes as many "
             "transitions",
+        )
+        _check(
+            self.group_size >= 1 and self.num_envs % self.group_size == 0,
+            f"ppo.group_size ({self.group_size}) must divide ppo.num_envs ({self.num_envs})",
+        )
+        _check(
+            self.advantage == "gae" or self.group_size >= 2,
+            f"ppo.advantage={self.advantage} compares episodes within groups: set "
+            "ppo.group_size to 2 or more",
         )
         _check(0 <= self.thought_coef <= 1, "ppo.thought_coef must be in [0, 1]")
         _check(self.temperature > 0, "ppo.temperature must be above 0 (PPO samples)")

@@ -1,11 +1,18 @@
-"""Generalised advantage estimation (GAE) and advantage normalisation.
+"""Advantages: generalised advantage estimation (GAE) with the critic, group-relative ones
+without it (GRPO, GiGPO), and normalisation.
 
-Follows Stable-Baselines3's GAE, with one difference in the bookkeeping: each step carries
+GAE follows Stable-Baselines3's, with one difference in the bookkeeping: each step carries
 ``next_values`` (V of the observation that followed it), so that a truncated episode can
 bootstrap from its final observation even though the environment was reset right after it.
+The group estimators follow DeepSeekMath's GRPO and verl-agent's GiGPO, for a rollout whose
+environments come in groups that share their deals.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -94,3 +101,116 @@ def normalize(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     if advantages.numel() < 2:
         return torch.zeros_like(advantages)
     return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+class _Episode(NamedTuple):
+    env: int
+    ordinal: int  # the how-manieth episode of its environment in this rollout (from 0)
+    steps: np.ndarray  # its steps' indices, in order
+
+
+def finished_episodes(terminated: np.ndarray, truncated: np.ndarray) -> list[_Episode]:
+    """The episodes of a (T, N) rollout that ended within it: terminated, or truncated by the
+    game's step limit before the last step (where the rollout itself cuts every episode).
+
+    One environment, four steps: an episode that ends at step 1, one the step limit ends at
+    step 2, and one the rollout cuts at step 3.
+
+    >>> terminated = np.array([[False], [True], [False], [False]])
+    >>> truncated = np.array([[False], [False], [True], [True]])
+    >>> [(e.env, e.ordinal, e.steps.tolist()) for e in finished_episodes(terminated, truncated)]
+    [(0, 0, [0, 1]), (0, 1, [2])]
+    """
+    last = len(terminated) - 1
+    episodes = []
+    for env in range(terminated.shape[1]):
+        start, ordinal = 0, 0
+        for t in range(last + 1):
+            if terminated[t, env] or truncated[t, env]:
+                if terminated[t, env] or t < last:
+                    episodes.append(_Episode(env, ordinal, np.arange(start, t + 1)))
+                start, ordinal = t + 1, ordinal + 1
+    return episodes
+
+
+def group_advantages(
+    rewards: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    group_size: int,
+    *,
+    states: np.ndarray | None = None,
+    gamma: float = 1.0,
+    step_weight: float = 1.0,
+    scale: bool = True,
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """GRPO's advantages, or GiGPO's when ``states`` is given; (T, N) like the rollout.
+
+    The environments come in groups of ``group_size`` neighbours (0 .. G-1, G .. 2G-1, ...)
+    that share each reset seed, so the k-th episodes of a group's environments start from one
+    deal and form an episode group. Each finished episode's return (its rewards' sum), minus
+    its group's mean and divided by its group's standard deviation (``scale``; without it,
+    Dr. GRPO's), is every one of its steps' advantage.
+
+    GiGPO adds a step level: within an episode group, the steps whose observations are the
+    same (equal ``states[t, env]`` keys) form a step group; each step's discounted return from
+    there (``gamma``) is normalised within its step group in the same way, and added with the
+    weight ``step_weight``.
+
+    An episode the rollout's end cut off has no return yet: its steps get 0 and it joins no
+    group. A group of one, or of equal returns, has no spread to learn from: 0 as well.
+
+    Two environments in one group: one wins 1 in two steps, the other loses in one step and
+    its next episode is cut off. The standard deviation of (1, 0) is 0.71:
+
+    >>> rewards = np.array([[0.0, 0.0], [1.0, 0.0]])
+    >>> terminated = np.array([[False, True], [True, False]])
+    >>> truncated = np.array([[False, False], [False, True]])
+    >>> advantages = group_advantages(rewards, terminated, truncated, 2)
+    >>> advantages.astype(float).round(2).tolist()
+    [[0.71, -0.71], [0.71, 0.0]]
+
+    With GiGPO, their first steps saw the same state, from which one went on to return 1 (as
+    gamma is 1) and the other 0: a step group that doubles those steps' advantages.
+
+    >>> states = np.array([["deal", "deal"], ["after 4", "next deal"]])
+    >>> advantages = group_advantages(rewards, terminated, truncated, 2, states=states)
+    >>> advantages.astype(float).round(2).tolist()
+    [[1.41, -1.41], [0.71, 0.0]]
+    """
+    rewards = np.asarray(rewards, np.float64)
+    num_envs = rewards.shape[1]
+    if group_size < 1 or num_envs % group_size:
+        raise ValueError(f"{num_envs} environments do not form groups of {group_size}")
+    advantages = np.zeros_like(rewards)
+    groups: dict[tuple[int, int], list[_Episode]] = defaultdict(list)
+    for episode in finished_episodes(np.asarray(terminated), np.asarray(truncated)):
+        groups[episode.env // group_size, episode.ordinal].append(episode)
+    for members in groups.values():
+        returns = [rewards[e.steps, e.env].sum() for e in members]
+        for episode, advantage in zip(members, _relative(returns, scale, eps), strict=True):
+            advantages[episode.steps, episode.env] += advantage
+        if states is None:
+            continue
+        step_groups: dict[Hashable, list[tuple[int, int, float]]] = defaultdict(list)
+        for e in members:
+            to_go = 0.0
+            for t in e.steps[::-1]:
+                to_go = rewards[t, e.env] + gamma * to_go
+                step_groups[states[t, e.env]].append((t, e.env, to_go))
+        for steps in step_groups.values():
+            relative = _relative([to_go for *_, to_go in steps], scale, eps)
+            for (t, env, _), advantage in zip(steps, relative, strict=True):
+                advantages[t, env] += step_weight * advantage
+    return advantages.astype(np.float32)
+
+
+def _relative(values: list[float], scale: bool, eps: float) -> np.ndarray:
+    """Each value against its group's: minus the mean, over the standard deviation if
+    ``scale``. A group of one compares with nothing: 0."""
+    values = np.asarray(values, np.float64)
+    if len(values) < 2:
+        return np.zeros_like(values)
+    centred = values - values.mean()
+    return centred / (values.std(ddof=1) + eps) if scale else centred

@@ -8,13 +8,14 @@ and ``next_values`` with what its own scoring pass computes (see ``PPOTrainer``)
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from rlvlm.rl.advantages import gae
+from rlvlm.rl.advantages import gae, group_advantages
 
 
 class Minibatch(NamedTuple):
@@ -72,6 +73,30 @@ class RolloutBuffer:
             self.rewards, self.values, self.next_values, self.terminated, self.truncated,
             gamma, gae_lambda,
         )  # fmt: skip
+
+    def compute_group_advantages(self, group_size: int, *, step_level: bool, gamma: float,
+                                 step_weight: float, scale: bool) -> None:  # fmt: skip
+        """GRPO's advantages, or GiGPO's with ``step_level`` (see ``group_advantages``). There
+        is no critic to regress: the returns are left at 0."""
+        if not self.full:
+            raise RuntimeError(f"the buffer holds {len(self.images)} of {self.steps} steps")
+        self.advantages = group_advantages(
+            self.rewards, self.terminated, self.truncated, group_size,
+            states=self.observation_keys() if step_level else None, gamma=gamma,
+            step_weight=step_weight, scale=scale,
+        )  # fmt: skip
+        self.returns = np.zeros_like(self.advantages)
+
+    def observation_keys(self) -> np.ndarray:
+        """(steps, num_envs): a digest of each step's observation, picture and prompt, equal
+        exactly where the observations are."""
+        keys = np.empty((self.steps, self.num_envs), object)
+        for t, (images, prompts) in enumerate(zip(self.images, self.prompts, strict=True)):
+            for env, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
+                digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16)
+                digest.update(prompt.encode())
+                keys[t, env] = digest.digest()
+        return keys
 
     def fill_next_values(self) -> None:
         """A step that neither ended nor was cut continues into the next step's state."""

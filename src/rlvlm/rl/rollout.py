@@ -29,21 +29,52 @@ from rlvlm.rl.buffer import RolloutBuffer
 def make_envs(game: str, num_envs: int, *, image_size: int,
               vector: Literal["sync", "async"] = "sync",
               on_invalid: Literal["random", "noop"] = "random", penalty: float = 1.0,
-              cot: bool = True) -> gym.vector.VectorEnv:  # fmt: skip
-    """``num_envs`` text-action copies of a game; a finished episode resets in the same step."""
+              cot: bool = True, group_size: int = 1) -> gym.vector.VectorEnv:  # fmt: skip
+    """``num_envs`` text-action copies of a game; a finished episode resets in the same step.
+    With ``group_size`` G > 1, the environments whose reset seeds agree but for their last
+    digit in base G play one sequence of deals (see ``SeedEachEpisode``)."""
 
     def make_one() -> gym.Env:
-        return TextActions(make(game, image_size=image_size), on_invalid, penalty, cot)
+        env = make(game, image_size=image_size)
+        env = SeedEachEpisode(env, group_size) if group_size > 1 else env
+        return TextActions(env, on_invalid, penalty, cot)
 
     vector_cls = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}[vector]
     return vector_cls([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
-def train_seeds(seed: int, update: int, process: int, num_envs: int) -> list[int]:
-    """The reset seeds of one update's environments: below the held-out range, and distinct
-    for every (run seed, update, process)."""
+class SeedEachEpisode(gym.Wrapper):
+    """Deals every episode from a seed of its own, drawn from the group's seed: the first
+    reset's seed divided by the group size.
+
+    After its first episode a game deals from its own generator, which the play has moved on
+    (Blackjack draws as it hits), so environments reset with one seed would soon play
+    different deals. Seeded anew at each reset, a group's environments play the same sequence
+    of deals however their episodes went, which is what the group estimators compare. Only
+    the deals are shared: the seed itself, different for each member, still seeds what the
+    wrappers above draw (the random action that stands in for an unparsable reply)."""
+
+    def __init__(self, env: gym.Env, group_size: int):
+        super().__init__(env)
+        self.group_size = group_size
+        self._deal_seeds: np.random.Generator | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._deal_seeds = np.random.default_rng(seed // self.group_size)
+        if self._deal_seeds is not None:
+            seed = int(self._deal_seeds.integers(0, EVAL_SEED_BASE))
+        return self.env.reset(seed=seed, options=options)
+
+
+def train_seeds(seed: int, update: int, process: int, num_envs: int,
+                group_size: int = 1) -> list[int]:  # fmt: skip
+    """The reset seeds of one update's environments: below the held-out range, distinct for
+    every (run seed, update, process) and environment. With ``group_size`` G, each group of
+    G neighbours has seeds g * G, g * G + 1, ...: one group seed g, one deal sequence."""
     rng = np.random.default_rng([seed, update, process])
-    return [int(s) for s in rng.integers(0, EVAL_SEED_BASE, num_envs)]
+    groups = rng.integers(0, EVAL_SEED_BASE // group_size, num_envs // group_size)
+    return [int(g * group_size + member) for g in groups for member in range(group_size)]
 
 
 @dataclass

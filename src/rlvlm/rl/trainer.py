@@ -75,6 +75,11 @@ class PPOTrainer:
         self.update = 0
         self._stop_requested = False
 
+    @property
+    def uses_critic(self) -> bool:
+        """GAE's advantages need the value head; the group estimators neither train nor use it."""
+        return self.ppo.advantage == "gae"
+
     # ------------------------------------------------------------------ state
 
     @contextmanager
@@ -119,7 +124,8 @@ class PPOTrainer:
         process = self.accelerator.process_index
         envs = make_envs(self.config.game, ppo.num_envs, image_size=self.policy.image_size,
                          vector=ppo.vector, on_invalid=ppo.on_invalid,
-                         penalty=ppo.invalid_penalty, cot=ppo.cot)  # fmt: skip
+                         penalty=ppo.invalid_penalty, cot=ppo.cot,
+                         group_size=ppo.group_size)  # fmt: skip
         bar = tqdm(total=ppo.updates, initial=self.update, desc="ppo", unit="update",
                    disable=not self.progress, dynamic_ncols=True)  # fmt: skip
         try:
@@ -127,7 +133,8 @@ class PPOTrainer:
                 while self.update < ppo.updates:
                     rng_at_start = _rng_state()
                     buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
-                    seeds = train_seeds(self.config.seed, self.update, process, ppo.num_envs)
+                    seeds = train_seeds(self.config.seed, self.update, process, ppo.num_envs,
+                                        ppo.group_size)  # fmt: skip
                     self.policy.eval()
                     stats = collect(
                         self.policy, envs, buffer, seeds, thought_coef=ppo.thought_coef,
@@ -173,9 +180,15 @@ class PPOTrainer:
         orders = [rng.permutation(buffer.steps * buffer.num_envs) for _ in range(ppo.epochs)]
         inputs = self.policy.scoring_inputs(*buffer.transitions())
         self._rescore(buffer, inputs, orders[0])
-        buffer.compute_advantages(ppo.gamma, ppo.gae_lambda)
-        if ppo.norm_adv:
-            buffer.advantages = self._normalized(buffer.advantages)
+        if self.uses_critic:
+            buffer.compute_advantages(ppo.gamma, ppo.gae_lambda)
+            if ppo.norm_adv:
+                buffer.advantages = self._normalized(buffer.advantages)
+        else:
+            buffer.compute_group_advantages(
+                ppo.group_size, step_level=ppo.advantage == "gigpo", gamma=ppo.gamma,
+                step_weight=ppo.step_advantage_weight, scale=ppo.group_std,
+            )  # fmt: skip
         sums: dict[str, float] = {}
         count = 0
         trainable = trainable_parameters(self.policy)
@@ -215,10 +228,11 @@ class PPOTrainer:
             "charts/learning_rate": self.optimizer.param_groups[0]["lr"],
             "charts/SPS": stats.steps / stats.seconds,
             "charts/tokens_per_s": stats.reply_tokens / stats.seconds,
-            "losses/explained_variance": _explained_variance(buffer),
             "time/rollout_seconds": stats.seconds,
             "time/train_seconds": train_seconds,
         }  # fmt: skip
+        if self.uses_critic:
+            metrics["losses/explained_variance"] = _explained_variance(buffer)
         metrics |= _flat(thought_accuracy(stats.thought_checks), "charts/")
         return self._mean_over_processes(metrics)
 
@@ -246,7 +260,7 @@ class PPOTrainer:
                     start_scores = policy.score_inputs(batch, temperature=ppo.temperature)
                 logprobs = start_scores.logprob(ppo.thought_coef).float().cpu().numpy()
                 buffer.reference_logprobs[steps, envs] = logprobs
-        cut = list(buffer.final_observations)
+        cut = list(buffer.final_observations) if self.uses_critic else []
         for start in range(0, len(cut), buffer.num_envs):  # prompt-only passes, as wide as sampling
             chunk = cut[start : start + buffer.num_envs]
             images, prompts = zip(*(buffer.final_observations[key] for key in chunk), strict=True)
@@ -262,13 +276,15 @@ class PPOTrainer:
         out = ppo_loss(
             logprobs, batch.old_logprobs.to(device), batch.advantages.to(device),
             scores.values, batch.old_values.to(device), batch.returns.to(device),
-            clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef, clip_vloss=ppo.clip_vloss,
-            entropy=scores.entropy, ent_coef=ppo.ent_coef,
+            clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef if self.uses_critic else 0.0,
+            clip_vloss=ppo.clip_vloss, entropy=scores.entropy, ent_coef=ppo.ent_coef,
         )  # fmt: skip
         parts = {
             "loss": out.loss, "policy_loss": out.policy_loss, "value_loss": out.value_loss,
             "entropy": out.entropy, "approx_kl": out.approx_kl, "clipfrac": out.clipfrac,
         }  # fmt: skip
+        if not self.uses_critic:
+            del parts["value_loss"]
         if self._starting_weights is not None:
             log_ratio = batch.reference_logprobs.to(device) - logprobs
             kl = (log_ratio.exp() - log_ratio - 1).mean()  # k3: non-negative, unbiased
