@@ -25,41 +25,62 @@ from rlvlm.sft.data import write_demonstrations
 #: Float32 throughout; an Adam epsilon of 1 makes the first step lr * g / (|g| + 1), close to
 #: linear in the gradient, so equal gradients give equal steps to float tolerance.
 ACCUMULATION = [
-    "vision.steps=0", "sft.episodes=0", "model.bf16=false", "ppo.num_envs=4",
-    "ppo.steps_per_env=8", "ppo.epochs=1", "ppo.max_new_tokens=12", "ppo.temperature=1.0",
-    "ppo.lr=1.0", "ppo.value_lr=1.0", "ppo.adam_eps=1.0", "ppo.max_grad_norm=1e9",
-]  # fmt: skip
+    "vision.steps=0",
+    "sft.episodes=0",
+    "model.bf16=false",
+    "ppo.num_envs=4",
+    "ppo.steps_per_env=8",
+    "ppo.epochs=1",
+    "ppo.max_new_tokens=12",
+    "ppo.temperature=1.0",
+    "ppo.lr=1.0",
+    "ppo.value_lr=1.0",
+    "ppo.adam_eps=1.0",
+    "ppo.max_grad_norm=1e9",
+]
 
 
 def train_both_stages(accelerator: Accelerator, out: Path, overrides: list[str]) -> None:
     config = load_config("tiny/numberline", overrides)
     run_dir = out / "ddp"
     if accelerator.is_main_process:
-        write_demonstrations("numberline", 4, run_dir / "data", epsilon=1.0,
-                             image_size=PRESETS[config.model.name].image_size)  # fmt: skip
+        write_demonstrations(
+            "numberline",
+            4,
+            run_dir / "data",
+            epsilon=1.0,
+            image_size=PRESETS[config.model.name].image_size,
+        )
     accelerator.wait_for_everyone()
-    train.run_sft(config, config.model.name, run_dir / "data", run_dir / "sft", accelerator,
-                  progress=False)  # fmt: skip
+    train.run_sft(
+        config, config.model.name, run_dir / "data", run_dir / "sft", accelerator, progress=False
+    )
     policy = load_policy(run_dir / "sft", device=accelerator.device, seed=config.seed)
-    trainer = PPOTrainer(config, train.prepare(policy, config), run_dir, accelerator,
-                         progress=False)  # fmt: skip
+    trainer = PPOTrainer(
+        config, train.prepare(policy, config), run_dir, accelerator, progress=False
+    )
     trainer.train()
     weights = {k: v.detach().cpu().clone() for k, v in trainer.policy.state_dict().items()}
-    torch.save({"processes": accelerator.num_processes, "weights": weights},
-               out / f"weights-{accelerator.process_index}.pt")  # fmt: skip
+    torch.save(
+        {"processes": accelerator.num_processes, "weights": weights},
+        out / f"weights-{accelerator.process_index}.pt",
+    )
 
 
 def one_update_two_ways(accelerator: Accelerator, out: Path) -> None:
-    ways = {"one minibatch of 32": ["ppo.minibatch_size=32", "ppo.grad_accum=1"],
-            "4 x 8 accumulated": ["ppo.minibatch_size=8", "ppo.grad_accum=4"]}  # fmt: skip
+    ways = {
+        "one minibatch of 32": ["ppo.minibatch_size=32", "ppo.grad_accum=1"],
+        "4 x 8 accumulated": ["ppo.minibatch_size=8", "ppo.grad_accum=4"],
+    }
     config = load_config("tiny/numberline", ACCUMULATION + ways["one minibatch of 32"])
     policy = train.prepare(load_policy("tiny-llava", seed=0), config).eval()
     start = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     envs = make_envs("numberline", 4, image_size=policy.image_size)
     buffer = RolloutBuffer(8, 4)
     seeds = train_seeds(0, 0, accelerator.process_index, 4)
-    stats = collect(policy, envs, buffer, seeds, thought_coef=0.5, temperature=1.0,
-                    max_new_tokens=12)  # fmt: skip
+    stats = collect(
+        policy, envs, buffer, seeds, thought_coef=0.5, temperature=1.0, max_new_tokens=12
+    )
     envs.close()
     changes = {}
     for way, overrides in ways.items():
@@ -68,8 +89,10 @@ def one_update_two_ways(accelerator: Accelerator, out: Path) -> None:
         trainer = PPOTrainer(config, policy, out / "runs", accelerator, progress=False)
         trainer._optimize(copy.deepcopy(buffer), stats)
         changes[way] = {k: v.detach() - start[k] for k, v in policy.state_dict().items()}
-    torch.save({"processes": accelerator.num_processes, "changes": changes},
-               out / f"changes-{accelerator.process_index}.pt")  # fmt: skip
+    torch.save(
+        {"processes": accelerator.num_processes, "changes": changes},
+        out / f"changes-{accelerator.process_index}.pt",
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def test_every_task_type_appears_and_splits_keep_their_rooms():
     assert set(Counter(g.task_type for g in games)) == set(generate.TASK_TYPES)
     rooms = {g.traj_data["scene"]["scene_num"] for g in games}
     assert len(rooms) > 15 and not rooms & set(generate.UNSEEN_FLOOR_PLANS)
-    unseen = {generate.generate_game(s, "valid_unseen").traj_data["scene"]["scene_num"]
-              for s in range(12)}  # fmt: skip
+    unseen = {
+        generate.generate_game(s, "valid_unseen").traj_data["scene"]["scene_num"] for s in range(12)
+    }
     assert unseen <= set(generate.UNSEEN_FLOOR_PLANS) and len(unseen) > 1
     with pytest.raises(ValueError, match="train, valid_seen, valid_unseen"):
         generate.generate_game(0, "test")
@@ -83,8 +84,10 @@ def test_a_suite_of_two_games_per_type_every_one_won_by_the_expert(tmp_path, mon
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)
-    goals = {json.loads(p.read_text())["grammar"].split("Your task is to: ")[1].split(".")[0]
-             for p in files}  # fmt: skip
+    goals = {
+        json.loads(p.read_text())["grammar"].split("Your task is to: ")[1].split(".")[0]
+        for p in files
+    }
     assert env.reset(seed=3)[1]["task"] in goals
 
 
@@ -158,22 +161,40 @@ def test_the_picture_shows_the_situation():
 
 # ------------------------------------------------------------------------------- the parser
 
-ADMISSIBLE = ("examine countertop 1", "go to cabinet 1", "go to cabinet 10", "help",
-              "inventory", "look", "move apple 1 to countertop 1",
-              "take mug 2 from countertop 1")  # fmt: skip
+ADMISSIBLE = (
+    "examine countertop 1",
+    "go to cabinet 1",
+    "go to cabinet 10",
+    "help",
+    "inventory",
+    "look",
+    "move apple 1 to countertop 1",
+    "take mug 2 from countertop 1",
+)
 
 
 def view_with(admissible=ADMISSIBLE) -> ALFWorldView:
-    return ALFWorldView("put some apple on countertop", "pick_and_place_simple", "",
-                        tuple(admissible), ("cabinet 1", "countertop 1"), "countertop 1",
-                        False, ("mug 2",), "apple 1", "look")  # fmt: skip
+    return ALFWorldView(
+        "put some apple on countertop",
+        "pick_and_place_simple",
+        "",
+        tuple(admissible),
+        ("cabinet 1", "countertop 1"),
+        "countertop 1",
+        False,
+        ("mug 2",),
+        "apple 1",
+        "look",
+    )
 
 
 @pytest.mark.parametrize(
     ("reply", "command"),
     [
-        ('{"thoughts": "I hold the apple.", "action": "move apple 1 to countertop 1"}',
-         "move apple 1 to countertop 1"),
+        (
+            '{"thoughts": "I hold the apple.", "action": "move apple 1 to countertop 1"}',
+            "move apple 1 to countertop 1",
+        ),
         ("```json\n{'thoughts': 'x', 'action': 'Go to Cabinet 10.'}\n```", "go to cabinet 10"),
         ('{"thoughts": "...", "action": "go to cabinet 1"}', "go to cabinet 1"),
         ('{"action": "put the apple 1 on the countertop 1"}', "move apple 1 to countertop 1"),
@@ -183,7 +204,7 @@ def view_with(admissible=ADMISSIBLE) -> ALFWorldView:
         ('{"thoughts": "then go to cabinet 10", "action": "go to cabinet 10', "go to cabinet 10"),
         ("thoughts: cabinets first\naction: go to cabinet 1", "go to cabinet 1"),
     ],
-)  # fmt: skip
+)
 def test_the_parser_reads_noisy_replies(reply, command):
     task = make().unwrapped.task
     parsed = task.parse(reply, view_with())
@@ -234,8 +255,9 @@ def test_oracle_and_random_policies_through_run_episodes():
     assert summary["per_task"]
     assert summary["thought_accuracy"] == 1.0
     assert summary["fact_accuracy"] == {"location": 1.0, "holding": 1.0}
-    random = run_episodes("alfworld", RandomPolicy(0), 1, env_kwargs={"image_size": 64,
-                                                                      "max_steps": 5})  # fmt: skip
+    random = run_episodes(
+        "alfworld", RandomPolicy(0), 1, env_kwargs={"image_size": 64, "max_steps": 5}
+    )
     assert random[0].format_errors == 0 and random[0].length == 5
 
 
@@ -261,8 +283,21 @@ def test_demonstrations_are_the_experts_with_chain_of_thought(tmp_path):
 
 
 def test_cli_generate_writes_a_suite(tmp_path, capsys):
-    assert main(["alfworld", "generate", "--out", str(tmp_path), "--games", "2",
-                 "--split", "valid_seen"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "alfworld",
+                "generate",
+                "--out",
+                str(tmp_path),
+                "--games",
+                "2",
+                "--split",
+                "valid_seen",
+            ]
+        )
+        == 0
+    )
     assert len(game_files(tmp_path / "json_2.1.1", "valid_seen")) == 2
     assert "ALFWORLD_DATA=" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:

@@ -163,8 +163,9 @@ def settings(base_url: str, **options) -> ApiSettings:
 
 
 def play(policy: ApiPolicy, episodes: int = 6, batch_size: int = 4) -> dict:
-    played = run_episodes("numberline", policy, episodes, batch_size=batch_size,
-                          env_kwargs={"image_size": SIZE})  # fmt: skip
+    played = run_episodes(
+        "numberline", policy, episodes, batch_size=batch_size, env_kwargs={"image_size": SIZE}
+    )
     return summarize(played, "numberline", policy.name)
 
 
@@ -205,8 +206,9 @@ def test_slow_answers_arrive_and_concurrency_is_limited(server):
     assert behaviour.max_in_flight == 2  # six turns at once, two requests at a time
 
 
-@pytest.mark.parametrize(("model", "retries_per_reply"), [("flaky-expert", 2),
-                                                          ("rate-limited-expert", 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "retries_per_reply"), [("flaky-expert", 2), ("rate-limited-expert", 1)]
+)
 def test_server_errors_and_rate_limits_are_retried(server, model, retries_per_reply):
     base_url, _ = server
     policy = ApiPolicy(model, settings(base_url, retries=2, concurrency=1))
@@ -277,8 +279,20 @@ def test_cli_evaluates_an_api_model(server, tmp_path, capsys, monkeypatch):
     base_url, _ = server
     monkeypatch.setenv("OPENAI_BASE_URL", base_url)
     out = tmp_path / "api.json"
-    args = ["eval", "--game", "numberline", "--policy", "api:expert", "--episodes", "4",
-            "--image-size", str(SIZE), "--compare-paper", "--out", str(out)]  # fmt: skip
+    args = [
+        "eval",
+        "--game",
+        "numberline",
+        "--policy",
+        "api:expert",
+        "--episodes",
+        "4",
+        "--image-size",
+        str(SIZE),
+        "--compare-paper",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["policy"] == "api:expert" and result["success_rate"] == 1.0

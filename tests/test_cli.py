@@ -14,9 +14,18 @@ from rlvlm.cli import main
 from rlvlm.games import CARD_GAMES
 
 RESULT_KEYS = {
-    "game", "policy", "episodes", "success_rate", "success_ci95", "mean_return", "std_return",
-    "mean_length", "format_error_rate", "invalid_action_rate", "per_task",
-}  # fmt: skip
+    "game",
+    "policy",
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "mean_return",
+    "std_return",
+    "mean_length",
+    "format_error_rate",
+    "invalid_action_rate",
+    "per_task",
+}
 
 
 def test_games_lists_and_renders_every_game(tmp_path, capsys):
@@ -98,8 +107,13 @@ def test_bench_rollout_prints_both_modes_and_their_ratio(capsys):
 def test_bench_train_times_one_update_beside_the_reference_way(capsys):
     from rlvlm.bench import bench_train
 
-    small = ["ppo.num_envs=2", "ppo.steps_per_env=2", "ppo.minibatch_size=2",
-             "ppo.max_new_tokens=4", "ppo.epochs=1"]  # fmt: skip
+    small = [
+        "ppo.num_envs=2",
+        "ppo.steps_per_env=2",
+        "ppo.minibatch_size=2",
+        "ppo.max_new_tokens=4",
+        "ppo.epochs=1",
+    ]
     figures = bench_train(overrides=small)
     assert figures["seconds"] > 0 and figures["reference_seconds"] > 0
     assert figures["ratio"] == pytest.approx(figures["reference_seconds"] / figures["seconds"])
@@ -114,11 +128,18 @@ def test_an_unsupported_checkpoint_and_an_unwritable_cache_are_one_line_errors(t
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     cases = [
         (["eval", "--game", "numberline", "--policy", str(tmp_path)], {}, "unsupported model"),
-        (["pretrain", "--games", "numberline", "--steps", "1"],
-         {"RLVLM_CACHE": str(tmp_path / "config.json" / "x")}, "cannot write the vision cache"),
-    ]  # fmt: skip
+        (
+            ["pretrain", "--games", "numberline", "--steps", "1"],
+            {"RLVLM_CACHE": str(tmp_path / "config.json" / "x")},
+            "cannot write the vision cache",
+        ),
+    ]
     for argv, env, message in cases:
-        done = subprocess.run([sys.executable, "-m", "rlvlm", *argv], capture_output=True,
-                              text=True, env={**os.environ, **env})  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "rlvlm", *argv],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr

@@ -47,8 +47,11 @@ def test_paper_configs_hold_the_papers_hyperparameters(game):
     budget = ppo.updates * transitions  # environment steps
     assert budget == pytest.approx(5000 if alfworld else 15000, rel=0.1)
     assert (model.lora, model.lora_rank, model.lora_alpha, model.lora_dropout) == (
-        True, 128, 256, 0.05
-    )  # fmt: skip
+        True,
+        128,
+        256,
+        0.05,
+    )
     assert set(model.lora_parts) == {"vision", "projector", "language"}
     assert ppo.ent_coef == 0 and ppo.kl_coef == 0  # options, off as in the paper
     assert config.eval.episodes == (1000 if game == "blackjack" else 200)
@@ -64,9 +67,16 @@ def test_the_default_is_the_tiny_numberline_config():
 def test_overrides_are_typed_like_the_field():
     config = load_config(
         "tiny/numberline",
-        ["ppo.lr=1e-4", "ppo.updates=3", "ppo.cot=false", "model.freeze=[vision, projector]",
-         "sft.data=null", "name=7", "ppo.value_lr=0.01"],
-    )  # fmt: skip
+        [
+            "ppo.lr=1e-4",
+            "ppo.updates=3",
+            "ppo.cot=false",
+            "model.freeze=[vision, projector]",
+            "sft.data=null",
+            "name=7",
+            "ppo.value_lr=0.01",
+        ],
+    )
     assert config.ppo.lr == 1e-4 and isinstance(config.ppo.lr, float)
     assert config.ppo.updates == 3 and config.ppo.cot is False
     assert config.model.freeze == ["vision", "projector"]

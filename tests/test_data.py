@@ -53,9 +53,15 @@ def test_a_line_is_a_llava_conversation_and_its_image_is_the_observation(tmp_pat
 
     meta = json.loads((tmp_path / "meta.json").read_text())
     assert meta == {
-        "game": "numberline", "episodes": 3, "steps": summary.steps, "epsilon": 0.0, "seed": 5,
-        "image_size": SIZE, "cot": True, "expert_success_rate": 1.0,
-    }  # fmt: skip
+        "game": "numberline",
+        "episodes": 3,
+        "steps": summary.steps,
+        "epsilon": 0.0,
+        "seed": 5,
+        "image_size": SIZE,
+        "cot": True,
+        "expert_success_rate": 1.0,
+    }
     assert not list(tmp_path.glob(".*.tmp")), "the atomic write left a temporary file"
 
 
@@ -67,8 +73,9 @@ def test_training_seeds_stay_below_the_held_out_ones():
 
 def test_the_same_seed_writes_the_same_data(tmp_path):
     def data(name: str, seed: int) -> str:
-        write_demonstrations("blackjack", 8, tmp_path / name, epsilon=0.3, seed=seed,
-                             image_size=SIZE)  # fmt: skip
+        write_demonstrations(
+            "blackjack", 8, tmp_path / name, epsilon=0.3, seed=seed, image_size=SIZE
+        )
         return (tmp_path / name / "data.jsonl").read_text()
 
     assert data("a", 1) == data("b", 1) != data("c", 2)

@@ -266,8 +266,9 @@ def test_random_policy_is_seeded():
 
 
 def test_run_episodes_records_the_first_episodes_turn_by_turn():
-    recorded = run_episodes("numberline", OraclePolicy(), 6, batch_size=4, env_kwargs=SMALL,
-                            record=2)  # fmt: skip
+    recorded = run_episodes(
+        "numberline", OraclePolicy(), 6, batch_size=4, env_kwargs=SMALL, record=2
+    )
     assert recorded == run_episodes("numberline", OraclePolicy(), 6, env_kwargs=SMALL)
     task = rlvlm.make("numberline").unwrapped.task
     for episode in recorded[:2]:
@@ -288,8 +289,9 @@ def test_run_episodes_records_the_first_episodes_turn_by_turn():
 
 
 def test_recorded_format_errors_say_why():
-    episodes = run_episodes("blackjack", GarblePolicy(), 2, on_invalid="noop", env_kwargs=SMALL,
-                            record=1)  # fmt: skip
+    episodes = run_episodes(
+        "blackjack", GarblePolicy(), 2, on_invalid="noop", env_kwargs=SMALL, record=1
+    )
     step = episodes[0].steps[0]
     assert step.reply == "I would rather not say."
     assert step.format_error and step.action is None and step.action_name is None
@@ -307,8 +309,9 @@ def test_save_and_load_replays(tmp_path):
         assert transcript["episode_return"] == episode.episode_return
         assert [step["reply"] for step in transcript["steps"]] == [s.reply for s in episode.steps]
         names = [step["image"] for step in transcript["steps"]] + [transcript["final_image"]]
-        for name, image in zip(names, [*(s.image for s in episode.steps), episode.final_image],
-                               strict=True):  # fmt: skip
+        for name, image in zip(
+            names, [*(s.image for s in episode.steps), episode.final_image], strict=True
+        ):
             assert np.array_equal(np.asarray(Image.open(tmp_path / "replays" / name)), image)
     # a second save replaces the first; nothing recorded saves nothing
     save_replays(episodes[:1], tmp_path / "replays", game="ezpoints", policy="oracle")
@@ -327,8 +330,10 @@ def test_paper_rows_and_comparison():
     assert rows["paper (LLaVA-1.6-7B + PPO)"] == 0.894 and rows["GPT-4V"] == 0.655
     assert "later work (Qwen-VL, group-relative RL)" not in dict(paper_rows("blackjack"))
     assert [versus(0.894, ci) for ci in ([0.9, 1.0], [0.8, 0.9], [0.5, 0.6])] == [
-        "below", "within", "above",
-    ]  # fmt: skip
+        "below",
+        "within",
+        "above",
+    ]
     result = summarize(EPISODES, "numberline", "my-policy")
     table = comparison_table(result).splitlines()
     assert "Table 2" in table[0]
@@ -357,8 +362,20 @@ def test_eval_compare_paper_and_replays(tmp_path, capsys):
     from rlvlm.cli import REPLAY_EPISODES, main
 
     replays = tmp_path / "replays"
-    args = ["eval", "--game", "blackjack", "--policy", "oracle", "--episodes", "12",
-            "--image-size", "64", "--compare-paper", "--replays", str(replays)]  # fmt: skip
+    args = [
+        "eval",
+        "--game",
+        "blackjack",
+        "--policy",
+        "oracle",
+        "--episodes",
+        "12",
+        "--image-size",
+        "64",
+        "--compare-paper",
+        "--replays",
+        str(replays),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Table 2" in out and "40.2%" in out and "Gemini" in out

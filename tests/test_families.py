@@ -43,11 +43,17 @@ def _reference(policy, images, prompts):
     torch.manual_seed(0)
     with torch.no_grad():
         output = policy.model.generate(
-            **inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=True, temperature=1.0, top_k=None,
-            suppress_tokens=policy.suppressed_token_ids, pad_token_id=policy.pad_token_id,
-            eos_token_id=sorted(policy.eos_token_ids), output_logits=True,
+            **inputs,
+            max_new_tokens=MAX_NEW_TOKENS,
+            do_sample=True,
+            temperature=1.0,
+            top_k=None,
+            suppress_tokens=policy.suppressed_token_ids,
+            pad_token_id=policy.pad_token_id,
+            eos_token_id=sorted(policy.eos_token_ids),
+            output_logits=True,
             return_dict_in_generate=True,
-        )  # fmt: skip
+        )
     new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
     logits = torch.stack(output.logits, dim=1).float()
     logits[..., policy.suppressed_token_ids] = float("-inf")
@@ -93,9 +99,11 @@ def test_score_matches_generation(policy, batch):
     assert scores.reply_mask.sum(1).tolist() == [len(reply) for reply in replies]
     for row, reply in enumerate(replies):  # every row, the padded ones included
         torch.testing.assert_close(
-            scores.token_logprobs[row, : len(reply)], reference[row, : len(reply)],
-            rtol=0, atol=1e-5,
-        )  # fmt: skip
+            scores.token_logprobs[row, : len(reply)],
+            reference[row, : len(reply)],
+            rtol=0,
+            atol=1e-5,
+        )
 
 
 def test_generation_records_what_score_computes(policy, batch):
@@ -186,8 +194,9 @@ def test_a_checkpoints_own_generation_config_does_not_change_sampling(policy, ba
     assert generation.reply_ids == plain.reply_ids
     with torch.no_grad():
         scores = shipped.score(*batch, generation.reply_ids)
-    torch.testing.assert_close(generation.scores.token_logprobs, scores.token_logprobs,
-                               rtol=0, atol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        generation.scores.token_logprobs, scores.token_logprobs, rtol=0, atol=1e-5
+    )
 
 
 #: The parameters of each real checkpoint, worked out from its config by hand (vision tower

@@ -17,8 +17,13 @@ from rlvlm.sft.trainer import train_sft
 
 #: The default tiny config with more demonstrations (300 episodes), a third of its vision
 #: pretraining, evaluated on 60 held-out episodes at its evaluation temperature.
-SETTINGS = ["sft.episodes=300", "ppo.updates=4", "eval.episodes=60", "eval.every=0",
-            "checkpoint_every=100"]  # fmt: skip
+SETTINGS = [
+    "sft.episodes=300",
+    "ppo.updates=4",
+    "eval.episodes=60",
+    "eval.every=0",
+    "checkpoint_every=100",
+]
 #: Measured (seed 0, one thread, bf16 autocast, 190 s beside another test run): SFT 43.3 %,
 #: PPO 100 % on these 60 episodes; the test asks for a clear gain. (With 200 episodes, SFT
 #: ended at 73.3 % on one thread and 45.0 % on two, and PPO's gain was not always clear.)
@@ -38,18 +43,30 @@ def one_thread():
 def test_ppo_beats_the_sft_checkpoint_on_held_out_numberline(tmp_path, one_thread):
     config = load_config("tiny/numberline", [*SETTINGS, f"out={tmp_path}"])
     recipe = VisionRecipe(batch_size=32)
-    seeing, report = pretrain_vision(config.model.name, ["numberline"], 100, seed=0,
-                                     progress=False, recipe=recipe)  # fmt: skip
+    seeing, report = pretrain_vision(
+        config.model.name, ["numberline"], 100, seed=0, progress=False, recipe=recipe
+    )
     assert min(report["accuracy"]["numberline"]["per_label"].values()) >= 0.9
     seeing.save(tmp_path / "vision")
 
-    write_demonstrations("numberline", config.sft.episodes, tmp_path / "data", epsilon=1.0,
-                         image_size=seeing.image_size)  # fmt: skip
+    write_demonstrations(
+        "numberline",
+        config.sft.episodes,
+        tmp_path / "data",
+        epsilon=1.0,
+        image_size=seeing.image_size,
+    )
     train.seed_stage(config.seed, "sft")  # each stage seeded as rlvlm train seeds it
     policy = train.prepare(load_policy(tmp_path / "vision"), config)
     sft = config.sft
-    train_sft(policy, load_demonstrations(tmp_path / "data"), epochs=sft.epochs, lr=sft.lr,
-              batch_size=sft.batch_size, progress=False)  # fmt: skip
+    train_sft(
+        policy,
+        load_demonstrations(tmp_path / "data"),
+        epochs=sft.epochs,
+        lr=sft.lr,
+        batch_size=sft.batch_size,
+        progress=False,
+    )
     train.seed_stage(config.seed, "sft eval")
     before = evaluate(policy.eval(), config)
 

@@ -46,8 +46,9 @@ def test_gae_matches_a_hand_computation():
     a1_1 = -1.0 + 0.9 * 0.9 - 0.4  # -0.59: truncated bootstraps, carries nothing in
     a1_0 = (0.0 + 0.9 * 0.4 - 0.5) + 0.72 * a1_1  # -0.14 - 0.4248 = -0.5648
     expected = _columns([a0_0, a0_1, a0_2, a0_3], [a1_0, a1_1, a1_2, a1_3])
-    np.testing.assert_allclose(expected, _columns(
-        [0.628, 0.4, -0.4268, 0.56], [-0.5648, -0.59, 0.846, 0.3]), atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        expected, _columns([0.628, 0.4, -0.4268, 0.56], [-0.5648, -0.59, 0.846, 0.3]), atol=1e-12
+    )
 
     advantages, returns = gae(rewards, values, next_values, terminated, truncated, gamma, lam)
     assert advantages.shape == returns.shape == (4, 2)
@@ -74,8 +75,12 @@ GROUP_TERMINATED = _columns([F, T_, F, F], [T_, F, T_, F], [F, F, F, F], [T_, T_
 GROUP_TRUNCATED = _columns([F, F, F, T_], [F, F, F, T_], [F, F, T_, T_], [F, F, F, F])
 #: Each step's observation. A group's first episodes start from one deal ("deal 0", "deal 1");
 #: env 1's second episode starts in a picture equal to deal 0's, but in another episode group.
-GROUP_STATES = _columns(["deal 0", "a", "b", "c"], ["deal 0", "deal 0", "e", "f"],
-                        ["deal 1", "g", "h", "i"], ["deal 1", "j", "k", "l"])  # fmt: skip
+GROUP_STATES = _columns(
+    ["deal 0", "a", "b", "c"],
+    ["deal 0", "deal 0", "e", "f"],
+    ["deal 1", "g", "h", "i"],
+    ["deal 1", "j", "k", "l"],
+)
 R2 = 1 / math.sqrt(2)  # (x - mean) / std for a group of two different values: -R2 and R2
 
 
@@ -129,9 +134,12 @@ def _random_rollout(seed: int, steps: int = 6, envs: int = 3):
     rng = np.random.default_rng(seed)
     shape = (steps, envs)
     return (
-        rng.normal(size=shape), rng.normal(size=shape), rng.normal(size=shape),
-        rng.random(shape) < 0.2, rng.random(shape) < 0.2,
-    )  # fmt: skip
+        rng.normal(size=shape),
+        rng.normal(size=shape),
+        rng.normal(size=shape),
+        rng.random(shape) < 0.2,
+        rng.random(shape) < 0.2,
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -140,8 +148,9 @@ def test_gae_lambda_zero_gives_one_step_td_errors(seed):
     advantages, returns = gae(rewards, values, next_values, terminated, truncated, 0.9, 0.0)
     td = rewards + 0.9 * np.where(terminated, 0.0, next_values) - values
     np.testing.assert_allclose(advantages, td, atol=1e-5)
-    np.testing.assert_allclose(returns, rewards + 0.9 * np.where(terminated, 0.0, next_values),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        returns, rewards + 0.9 * np.where(terminated, 0.0, next_values), atol=1e-5
+    )
 
 
 def test_gae_gamma_zero_gives_reward_minus_value():
@@ -188,8 +197,15 @@ def test_gae_never_carries_across_an_episode_boundary(data, dones, cut, gamma, l
     after = gae(*changed, terminated, truncated, gamma, lam)[0]
     np.testing.assert_array_equal(advantages[: cut + 1, :2], after[: cut + 1, :2])
 
-    alone = gae(rewards[:, 1:2], values[:, 1:2], next_values[:, 1:2], terminated[:, 1:2],
-                truncated[:, 1:2], gamma, lam)[0]  # fmt: skip
+    alone = gae(
+        rewards[:, 1:2],
+        values[:, 1:2],
+        next_values[:, 1:2],
+        terminated[:, 1:2],
+        truncated[:, 1:2],
+        gamma,
+        lam,
+    )[0]
     np.testing.assert_array_equal(alone[:, 0], advantages[:, 1])
 
 
@@ -291,8 +307,14 @@ def test_value_clipping_takes_the_larger_error():
     # Sample 0: value 0.5, return 1: clipped value 0.2 is further off (0.64 > 0.25), so the
     #           clipped error counts and its gradient with respect to the value is 0.
     # Sample 1: value 2, return 1: the unclipped error (1.0 > 0.64) counts, gradient kept.
-    batch = _batch([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], values=[0.5, 2.0], old_values=[0.0, 0.0],
-                   returns=[1.0, 1.0])  # fmt: skip
+    batch = _batch(
+        [0.0, 0.0],
+        [0.0, 0.0],
+        [0.0, 0.0],
+        values=[0.5, 2.0],
+        old_values=[0.0, 0.0],
+        returns=[1.0, 1.0],
+    )
     out = ppo_loss(**batch, clip_coef=0.2, vf_coef=0.5)
     assert out.value_loss.item() == pytest.approx(0.5 * (0.64 + 1.0) / 2)  # 0.41
     assert out.loss.item() == pytest.approx(0.5 * 0.41)
@@ -329,14 +351,25 @@ def test_ent_coef_without_entropy_is_an_error():
 
 
 def test_masked_samples_change_nothing():
-    kept = _batch([-1.0, -2.0], [-1.2, -1.9], [0.5, -0.3], values=[0.3, 0.1], old_values=[0.0, 0.2],
-                  returns=[1.0, 0.0])  # fmt: skip
+    kept = _batch(
+        [-1.0, -2.0],
+        [-1.2, -1.9],
+        [0.5, -0.3],
+        values=[0.3, 0.1],
+        old_values=[0.0, 0.2],
+        returns=[1.0, 0.0],
+    )
     kept_entropy = _leaf([2.0, 4.0])
     # Extreme but finite values in the masked samples: a ratio of exp(80), a value of 1e30
     # whose squared error overflows float32 and float64 alike.
-    full = _batch([-1.0, 79.0, -2.0, -5.0], [-1.2, -1.0, -1.9, 300.0], [0.5, 1e30, -0.3, -1e30],
-                  values=[0.3, 1e200, 0.1, -1e200], old_values=[0.0, -1e200, 0.2, 0.0],
-                  returns=[1.0, 1e200, 0.0, 3.0])  # fmt: skip
+    full = _batch(
+        [-1.0, 79.0, -2.0, -5.0],
+        [-1.2, -1.0, -1.9, 300.0],
+        [0.5, 1e30, -0.3, -1e30],
+        values=[0.3, 1e200, 0.1, -1e200],
+        old_values=[0.0, -1e200, 0.2, 0.0],
+        returns=[1.0, 1e200, 0.0, 3.0],
+    )
     full_entropy = _leaf([2.0, 1e30, 4.0, 7.0])
     mask = torch.tensor([T_, F, T_, F])
     kw = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01)
@@ -358,8 +391,14 @@ def test_masked_samples_change_nothing():
 def test_all_false_mask_gives_zero_and_finite_gradients():
     batch = _batch([-1.0, 50.0], [-1.2, -1.0], [0.5, 1e6], values=[0.3, 1e6], returns=[1.0, -1e6])
     entropy = _leaf([1.0, 2.0])
-    out = ppo_loss(**batch, clip_coef=0.2, vf_coef=0.5, entropy=entropy, ent_coef=0.01,
-                   mask=torch.zeros(2, dtype=torch.bool))  # fmt: skip
+    out = ppo_loss(
+        **batch,
+        clip_coef=0.2,
+        vf_coef=0.5,
+        entropy=entropy,
+        ent_coef=0.01,
+        mask=torch.zeros(2, dtype=torch.bool),
+    )
     assert all(x.item() == 0.0 for x in out), out
     out.loss.backward()
     for leaf in (batch["logprobs"], batch["values"], entropy):

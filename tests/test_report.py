@@ -18,10 +18,18 @@ from rlvlm.report import load_run, runs, write_report
 from rlvlm.report.plots import PANELS, curve
 
 SHORT_RUN = [
-    "vision.steps=0", "sft.episodes=8", "sft.epochs=1", "ppo.updates=1", "ppo.num_envs=2",
-    "ppo.steps_per_env=2", "ppo.epochs=1", "ppo.minibatch_size=4", "ppo.max_new_tokens=24",
-    "eval.episodes=4", "eval.every=1",
-]  # fmt: skip
+    "vision.steps=0",
+    "sft.episodes=8",
+    "sft.epochs=1",
+    "ppo.updates=1",
+    "ppo.num_envs=2",
+    "ppo.steps_per_env=2",
+    "ppo.epochs=1",
+    "ppo.minibatch_size=4",
+    "ppo.max_new_tokens=24",
+    "eval.episodes=4",
+    "eval.every=1",
+]
 VOID_TAGS = {"meta", "img", "br", "hr", "input", "link", "source", "wbr", "col", "area", "base"}
 
 
@@ -30,8 +38,10 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     """Two short real runs: with SFT at lambda 0.5, and PPO alone at lambda 0.1."""
     root = tmp_path_factory.mktemp("runs")
     made = []
-    for name, extra in (("with-sft", []), ("lambda-0.1", ["sft.episodes=0",
-                                                          "ppo.thought_coef=0.1"])):  # fmt: skip
+    for name, extra in (
+        ("with-sft", []),
+        ("lambda-0.1", ["sft.episodes=0", "ppo.thought_coef=0.1"]),
+    ):
         config = load_config("tiny/numberline", [*SHORT_RUN, *extra, f"out={root}", f"name={name}"])
         train.run(config, root / name, progress=False)
         made.append(root / name)
@@ -99,16 +109,20 @@ def test_report_of_a_run(two_runs, capsys):
     assert capsys.readouterr().out.strip() == f"report written to {page_path}"
     page = read_page(page_path)
     text = " ".join(page.texts)
-    for heading in ("Evaluation", "Beside the paper", "Training curves", "Episode replays",
-                    "Config"):  # fmt: skip
+    for heading in (
+        "Evaluation",
+        "Beside the paper",
+        "Training curves",
+        "Episode replays",
+        "Config",
+    ):
         assert heading in text
     assert "89.4%" in text and "GPT-4V" in text  # the paper's NumberLine row
     assert "thought_coef: 0.5" in text  # the config
     plots = [src for src in page.images if "curve" in src]
     assert len(plots) >= 6  # success, return, format errors, length, losses, KL ...
     run = load_run(with_sft)
-    recorded = sum(len(e["steps"]) + 1 for stage in run.replays.values()
-                   for e in stage["episodes"])  # fmt: skip
+    recorded = sum(len(e["steps"]) + 1 for stage in run.replays.values() for e in stage["episodes"])
     assert len(page.images) == len(plots) + recorded  # every turn's picture and the last
     first_reply = run.replays["final"]["episodes"][0]["steps"][0]["reply"]
     assert first_reply.strip() in text  # the model's full reply, as text
@@ -189,5 +203,8 @@ def test_report_errors_are_one_line(two_runs, tmp_path, capsys):
 
 def test_the_report_reads_the_files_the_trainer_writes():
     assert (runs.CONFIG_FILE, runs.SFT_EVAL_FILE, runs.EVAL_FILE, runs.REPLAYS_DIR) == (
-        train.CONFIG_FILE, train.SFT_EVAL_FILE, train.EVAL_FILE, train.REPLAYS_DIR,
-    )  # fmt: skip
+        train.CONFIG_FILE,
+        train.SFT_EVAL_FILE,
+        train.EVAL_FILE,
+        train.REPLAYS_DIR,
+    )

@@ -37,26 +37,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: A few seconds of PPO from the raw preset: just enough to exercise every moving part.
 FAST = [
-    "vision.steps=0", "sft.episodes=0", "model.name=tiny-llava",
-    "ppo.updates=2", "ppo.num_envs=2", "ppo.steps_per_env=3", "ppo.epochs=2",
-    "ppo.minibatch_size=2", "ppo.max_new_tokens=12",
-    "eval.episodes=2", "eval.every=0", "checkpoint_every=1",
-]  # fmt: skip
+    "vision.steps=0",
+    "sft.episodes=0",
+    "model.name=tiny-llava",
+    "ppo.updates=2",
+    "ppo.num_envs=2",
+    "ppo.steps_per_env=3",
+    "ppo.epochs=2",
+    "ppo.minibatch_size=2",
+    "ppo.max_new_tokens=12",
+    "eval.episodes=2",
+    "eval.every=0",
+    "checkpoint_every=1",
+]
 
 #: What every update logs (the issue's list, in the trainer's names).
 LOGGED = [
-    "charts/success_rate", "charts/episode_return", "charts/episode_length",
-    "charts/format_error_rate", "charts/thought_logprob", "charts/action_logprob",
-    "losses/policy_loss", "losses/value_loss", "losses/approx_kl", "losses/clipfrac",
-    "losses/entropy", "losses/explained_variance", "charts/SPS", "charts/tokens_per_s",
-    "charts/thought_accuracy", "charts/fact_accuracy/current number",
+    "charts/success_rate",
+    "charts/episode_return",
+    "charts/episode_length",
+    "charts/format_error_rate",
+    "charts/thought_logprob",
+    "charts/action_logprob",
+    "losses/policy_loss",
+    "losses/value_loss",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/entropy",
+    "losses/explained_variance",
+    "charts/SPS",
+    "charts/tokens_per_s",
+    "charts/thought_accuracy",
+    "charts/fact_accuracy/current number",
     "charts/fact_accuracy/target number",
-]  # fmt: skip
+]
 
 
 def fast_run(tmp_path: Path, name: str, *overrides: str) -> tuple[Path, dict]:
-    config = load_config("tiny/numberline", [*FAST, f"out={tmp_path}", f"name={name}",
-                                             *overrides])  # fmt: skip
+    config = load_config("tiny/numberline", [*FAST, f"out={tmp_path}", f"name={name}", *overrides])
     run_dir = tmp_path / name
     return run_dir, train.run(config, run_dir, progress=False)
 
@@ -98,8 +116,13 @@ def record_rollouts(patch: pytest.MonkeyPatch) -> list[dict]:
 
     def recording(policy, envs, buffer, *args, **kwargs):
         stats = collect(policy, envs, buffer, *args, **kwargs)
-        rollouts.append({"reply_ids": buffer.reply_ids, "rewards": buffer.rewards.copy(),
-                         "terminated": buffer.terminated.copy()})  # fmt: skip
+        rollouts.append(
+            {
+                "reply_ids": buffer.reply_ids,
+                "rewards": buffer.rewards.copy(),
+                "terminated": buffer.terminated.copy(),
+            }
+        )
         return stats
 
     patch.setattr(trainer_module, "collect", recording)
@@ -145,8 +168,7 @@ def test_the_same_seed_gives_the_same_run(reference_run, tmp_path, monkeypatch):
     assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
         read_metrics(reference_dir / "metrics.jsonl")
     )  # the losses
-    assert_same_weights(weights(last_checkpoint(run_dir)),
-                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+    assert_same_weights(weights(last_checkpoint(run_dir)), weights(last_checkpoint(reference_dir)))
 
 
 def _interrupt_after_first_update(patch: pytest.MonkeyPatch) -> None:
@@ -175,9 +197,10 @@ def _interrupt_second_rollout(patch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "interrupt", [_interrupt_after_first_update, _interrupt_second_rollout],
+    "interrupt",
+    [_interrupt_after_first_update, _interrupt_second_rollout],
     ids=["during-training", "during-rollout"],
-)  # fmt: skip
+)
 def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, interrupt):
     reference_dir = reference_run[0]
     with pytest.MonkeyPatch.context() as patch:
@@ -192,8 +215,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(reference_run, tmp_path, inte
     assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
         read_metrics(reference_dir / "metrics.jsonl")
     )
-    assert_same_weights(weights(last_checkpoint(run_dir)),
-                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+    assert_same_weights(weights(last_checkpoint(run_dir)), weights(last_checkpoint(reference_dir)))
 
 
 def test_a_lora_run_resumes_exactly_and_stores_only_what_it_trains(tmp_path):
@@ -203,21 +225,20 @@ def test_a_lora_run_resumes_exactly_and_stores_only_what_it_trains(tmp_path):
         _interrupt_after_first_update(patch)
         run_dir, result = fast_run(tmp_path, "stopped", *lora)
     assert result["stopped_at_update"] == 1
-    stored = load_file(run_dir / "checkpoints" / "update-000001" / "trainer_state" /
-                       "model.safetensors")  # fmt: skip
+    stored = load_file(
+        run_dir / "checkpoints" / "update-000001" / "trainer_state" / "model.safetensors"
+    )
     assert stored and all("lora_" in key or "value_head" in key for key in stored)
 
     fast_run(tmp_path, "stopped", *lora)
     assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
         read_metrics(reference_dir / "metrics.jsonl")
     )
-    assert_same_weights(weights(last_checkpoint(run_dir)),
-                        weights(last_checkpoint(reference_dir)))  # fmt: skip
+    assert_same_weights(weights(last_checkpoint(run_dir)), weights(last_checkpoint(reference_dir)))
 
 
 def test_an_sft_only_run_ends_with_its_sft_evaluation(tmp_path):
-    run_dir, result = fast_run(tmp_path, "sft", "sft.episodes=2", "sft.epochs=1",
-                               "ppo.updates=0")  # fmt: skip
+    run_dir, result = fast_run(tmp_path, "sft", "sft.episodes=2", "sft.epochs=1", "ppo.updates=0")
     sft = json.loads((run_dir / "sft_eval.json").read_text())
     assert result == json.loads((run_dir / "eval.json").read_text())
     assert result["success_rate"] == result["sft_success_rate"] == sft["success_rate"]
@@ -257,8 +278,9 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_usable(tmp_path, mo
         fast_run(tmp_path, "crash")
     checkpoints = tmp_path / "crash" / "checkpoints"
     assert sorted(path.name for path in checkpoints.iterdir() if path.is_dir()) == [
-        ".update-000002.saving", "update-000001"
-    ]  # fmt: skip
+        ".update-000002.saving",
+        "update-000001",
+    ]
     monkeypatch.setattr(VLMPolicy, "save", save)
     _, result = fast_run(tmp_path, "crash")  # resumes from update 1
     assert result["episodes"] == 2
@@ -332,7 +354,7 @@ class ScriptedPolicy:
         ("blackjack", '{"action": "stand"}', "random", 2, 8, 0),  # every hand ends each step
         ("numberline", "no idea", "noop", 10, 4, 40),  # every no-op episode hits its limit
     ],
-)  # fmt: skip
+)
 def test_a_rollout_reads_the_steps_where_every_episode_ends(
     game, reply, on_invalid, steps, episodes, format_errors
 ):
@@ -340,8 +362,9 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
     the rollout counts its episodes and format errors all the same."""
     envs = make_envs(game, 4, image_size=84, on_invalid=on_invalid, penalty=0.5)
     buffer = RolloutBuffer(steps, 4)
-    stats = collect(ScriptedPolicy(reply), envs, buffer, [1, 2, 3, 4], thought_coef=0.5,
-                    temperature=1.0)  # fmt: skip
+    stats = collect(
+        ScriptedPolicy(reply), envs, buffer, [1, 2, 3, 4], thought_coef=0.5, temperature=1.0
+    )
     envs.close()
     assert len(stats.episode_returns) == episodes
     assert stats.format_errors == format_errors
@@ -365,8 +388,9 @@ def test_grouped_environments_play_the_same_deals_however_they_play():
     collect(ScriptedPolicy(replies), envs, buffer, seeds, thought_coef=0.5, temperature=1.0)
     envs.close()
     done = buffer.terminated | buffer.truncated
-    deals = [[buffer.images[t][env] for t in range(12) if t == 0 or done[t - 1, env]]
-             for env in range(4)]  # fmt: skip
+    deals = [
+        [buffer.images[t][env] for t in range(12) if t == 0 or done[t - 1, env]] for env in range(4)
+    ]
     for hitter, stander in [(0, 1), (2, 3)]:
         assert len(deals[hitter]) >= 3 and len(deals[stander]) == 12
         for k in range(len(deals[hitter])):
@@ -376,8 +400,14 @@ def test_grouped_environments_play_the_same_deals_however_they_play():
 
 @pytest.mark.parametrize("advantage", ["grpo", "gigpo"])
 def test_the_critic_free_estimators_train_the_policy_and_leave_the_value_head(tmp_path, advantage):
-    group = [f"ppo.advantage={advantage}", "ppo.group_size=2", "game=blackjack",
-             "ppo.num_envs=4", "ppo.steps_per_env=4", "ppo.updates=1"]  # fmt: skip
+    group = [
+        f"ppo.advantage={advantage}",
+        "ppo.group_size=2",
+        "game=blackjack",
+        "ppo.num_envs=4",
+        "ppo.steps_per_env=4",
+        "ppo.updates=1",
+    ]
     config = load_config("tiny/numberline", [*FAST, *group])
     policy = train.load_for_training("tiny-llava", config, Accelerator(cpu=True))
     start = {k: v.clone() for k, v in policy.state_dict().items()}
@@ -397,15 +427,30 @@ def test_two_processes_with_one_seed_write_the_same_run(tmp_path):
     empty cache, the second reads it from there. Metrics (timings aside), evaluations and
     final weights come out identical."""
     overrides = [
-        "vision.steps=4", "sft.episodes=2", "sft.epochs=1", "ppo.updates=1", "ppo.num_envs=2",
-        "ppo.steps_per_env=2", "ppo.minibatch_size=2", "ppo.max_new_tokens=8",
-        "eval.episodes=4", "eval.every=0",
-    ]  # fmt: skip
+        "vision.steps=4",
+        "sft.episodes=2",
+        "sft.epochs=1",
+        "ppo.updates=1",
+        "ppo.num_envs=2",
+        "ppo.steps_per_env=2",
+        "ppo.minibatch_size=2",
+        "ppo.max_new_tokens=8",
+        "eval.episodes=4",
+        "eval.every=0",
+    ]
     env = os.environ | {"RLVLM_CACHE": str(tmp_path / "cache")}
     runs = []
     for name in ("first", "second"):
-        command = [sys.executable, "-m", "rlvlm", "train", "--out", str(tmp_path), f"name={name}",
-                   *overrides]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "rlvlm",
+            "train",
+            "--out",
+            str(tmp_path),
+            f"name={name}",
+            *overrides,
+        ]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         run_dir = tmp_path / name
@@ -413,7 +458,7 @@ def test_two_processes_with_one_seed_write_the_same_run(tmp_path):
         metrics = [
             {k: v for k, v in row.items() if not k.startswith(timed)}
             for row in read_metrics(run_dir / "metrics.jsonl")
-        ]  # fmt: skip
+        ]
         result = json.loads((run_dir / "eval.json").read_text())
         del result["wall_seconds"], result["policy"]  # the run's name is in the latter
         sft = json.loads((run_dir / "sft_eval.json").read_text())
@@ -434,11 +479,20 @@ def _thought_and_action_gradients(thought_coef: float) -> tuple[torch.Tensor, to
     token_logprobs = torch.tensor([[-0.5, -1.0, -0.2, -0.3]], requires_grad=True)
     reply = torch.tensor([[True, True, True, True]])
     action = torch.tensor([[False, False, True, True]])
-    scores = Scores(torch.zeros(1), token_logprobs, reply, action, action.any(-1),
-                    torch.zeros(1, 4))  # fmt: skip
+    scores = Scores(
+        torch.zeros(1), token_logprobs, reply, action, action.any(-1), torch.zeros(1, 4)
+    )
     logprob = scores.logprob(thought_coef)
-    out = ppo_loss(logprob, logprob.detach(), torch.ones(1), torch.zeros(1), torch.zeros(1),
-                   torch.zeros(1), clip_coef=0.2, vf_coef=0.5)  # fmt: skip
+    out = ppo_loss(
+        logprob,
+        logprob.detach(),
+        torch.ones(1),
+        torch.zeros(1),
+        torch.zeros(1),
+        torch.zeros(1),
+        clip_coef=0.2,
+        vf_coef=0.5,
+    )
     out.loss.backward()
     grad = token_logprobs.grad[0]
     return grad[~action[0]], grad[action[0]]
@@ -473,10 +527,16 @@ def launch_worker(processes: int, *args: str) -> None:
     """``tests/ddp_worker.py`` in ``processes`` data-parallel processes on the CPU."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
-        "--num_processes", str(processes), str(ROOT / "tests" / "ddp_worker.py"), *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--num_processes",
+        str(processes),
+        str(ROOT / "tests" / "ddp_worker.py"),
+        *args,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -518,8 +578,9 @@ def test_deepspeed_takes_accumulation_and_clipping_from_the_trainer_config(confi
         deepspeed_settings(ppo.minibatch_size, ppo.grad_accum, ppo.max_grad_norm, processes=8)
     )
     # what Accelerator.prepare does with DeepSpeed's values before it starts the engine
-    plugin.fill_match("gradient_accumulation_steps", must_match=False,
-                      gradient_accumulation_steps=1)  # fmt: skip
+    plugin.fill_match(
+        "gradient_accumulation_steps", must_match=False, gradient_accumulation_steps=1
+    )
     plugin.deepspeed_config_process(must_match=False, gradient_clipping=1.0)
     assert plugin.get_value("gradient_accumulation_steps") == ppo.grad_accum
     assert plugin.get_value("gradient_clipping") == ppo.max_grad_norm == 0.01
@@ -535,8 +596,7 @@ def test_subprocess_environments_collect_the_same_rollout():
         envs = make_envs("numberline", 2, image_size=policy.image_size, vector=vector)
         buffer = RolloutBuffer(3, 2)
         torch.manual_seed(0)
-        collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0,
-                max_new_tokens=12)  # fmt: skip
+        collect(policy, envs, buffer, [5, 6], thought_coef=0.5, temperature=1.0, max_new_tokens=12)
         envs.close()
         buffers.append(buffer)
     sync, subprocesses = buffers
@@ -546,18 +606,33 @@ def test_subprocess_environments_collect_the_same_rollout():
 
 
 def test_the_sft_command_writes_a_checkpoint_the_trainer_starts_from(tmp_path, capsys):
-    write_demonstrations("numberline", 3, tmp_path / "data", epsilon=1.0,
-                         image_size=PRESETS["tiny-llava"].image_size)  # fmt: skip
-    code = main(["sft", "--game", "numberline", "--data", str(tmp_path / "data"),
-                 "--model", "tiny-llava", "--out", str(tmp_path / "sft"), "vision.steps=0",
-                 "sft.epochs=1", "sft.batch_size=4"])  # fmt: skip
+    write_demonstrations(
+        "numberline", 3, tmp_path / "data", epsilon=1.0, image_size=PRESETS["tiny-llava"].image_size
+    )
+    code = main(
+        [
+            "sft",
+            "--game",
+            "numberline",
+            "--data",
+            str(tmp_path / "data"),
+            "--model",
+            "tiny-llava",
+            "--out",
+            str(tmp_path / "sft"),
+            "vision.steps=0",
+            "sft.epochs=1",
+            "sft.batch_size=4",
+        ]
+    )
     assert code == 0
     assert "checkpoint in" in capsys.readouterr().out
     report = json.loads((tmp_path / "sft" / "sft_report.json").read_text())
     assert report["steps"] >= 1 and math.isfinite(report["loss"])
     start, tuned = load_policy("tiny-llava", seed=0), load_policy(tmp_path / "sft")
-    assert not torch.equal(start.model.get_input_embeddings().weight,
-                           tuned.model.get_input_embeddings().weight)  # fmt: skip
+    assert not torch.equal(
+        start.model.get_input_embeddings().weight, tuned.model.get_input_embeddings().weight
+    )
 
 
 def test_the_kl_penalty_and_the_entropy_bonus_train(tmp_path):
@@ -589,8 +664,9 @@ def test_a_bf16_checkpoint_trains_float32_weights(tmp_path):
 
 def test_bf16_weights_without_autocast_are_refused(tmp_path):
     load_policy("tiny-llava", dtype=torch.bfloat16).save(tmp_path / "bf16")
-    config = load_config("tiny/numberline", [*FAST, f"model.name={tmp_path / 'bf16'}",
-                                             "model.bf16=false"])  # fmt: skip
+    config = load_config(
+        "tiny/numberline", [*FAST, f"model.name={tmp_path / 'bf16'}", "model.bf16=false"]
+    )
     with pytest.raises(ValueError, match=r"frozen weights are torch\.bfloat16, which needs bf16"):
         train.load_for_training(config.model.name, config, Accelerator(cpu=True))
 

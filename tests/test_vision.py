@@ -26,8 +26,9 @@ TINY_RECIPE = VisionRecipe(batch_size=4, held_out_images=4)
 
 @pytest.fixture(scope="module")
 def learnt():
-    return pretrain_vision(PRESET, ["numberline"], LEARN_STEPS, seed=0, progress=False,
-                           recipe=LEARN_RECIPE)  # fmt: skip
+    return pretrain_vision(
+        PRESET, ["numberline"], LEARN_STEPS, seed=0, progress=False, recipe=LEARN_RECIPE
+    )
 
 
 def test_numberline_reading_is_learnt(learnt):

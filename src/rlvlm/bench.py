@@ -52,8 +52,13 @@ def bench_envs(seconds: float = 2.0, games: list[str] | None = None) -> list[dic
     return rows
 
 
-def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
-                  max_new_tokens: int = 64, bf16: bool = True) -> dict[str, float]:  # fmt: skip
+def bench_rollout(
+    preset: str | None = None,
+    envs: int = 8,
+    rounds: int = 5,
+    max_new_tokens: int = 64,
+    bf16: bool = True,
+) -> dict[str, float]:
     """Replies per second for ``envs`` NumberLine states, each with its log-probs and value:
     batched generation, which records them while it samples, beside the reference loop that
     generates one reply and then scores it with a second forward pass, one environment at a
@@ -74,8 +79,9 @@ def bench_rollout(preset: str | None = None, envs: int = 8, rounds: int = 5,
         prompts.append(env.unwrapped.task.prompt(env.unwrapped.view()))
 
     def generate(batch: slice) -> list[list[int]]:
-        return policy.generate(images[batch], prompts[batch], max_new_tokens=max_new_tokens,
-                               temperature=1.0).reply_ids  # fmt: skip
+        return policy.generate(
+            images[batch], prompts[batch], max_new_tokens=max_new_tokens, temperature=1.0
+        ).reply_ids
 
     def batched() -> int:
         return sum(len(reply) for reply in generate(slice(0, envs)))
@@ -140,16 +146,19 @@ def bench_alfworld(episodes: int = 5, split: str = "valid_unseen") -> dict[str, 
             steps.append(perf_counter() - start)
             done = terminated or truncated
     env.close()
-    row = {"new_game_reset_s": statistics.median(first), "reset_s": statistics.median(again),
-           "step_s": statistics.median(steps)}  # fmt: skip
+    row = {
+        "new_game_reset_s": statistics.median(first),
+        "reset_s": statistics.median(again),
+        "step_s": statistics.median(steps),
+    }
     print(f"{'new game reset':>15}{'reset':>9}{'step':>9}  ({episodes} {split} episodes)")
-    print(f"{row['new_game_reset_s']:>14.2f}s{row['reset_s']:>8.2f}s"
-          f"{row['step_s'] * 1000:>7.0f}ms")  # fmt: skip
+    print(f"{row['new_game_reset_s']:>14.2f}s{row['reset_s']:>8.2f}s{row['step_s'] * 1000:>7.0f}ms")
     return row
 
 
-def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
-                overrides: Sequence[str] = ()) -> dict[str, float]:  # fmt: skip
+def bench_train(
+    model: str | None = None, config_name: str = "tiny/numberline", overrides: Sequence[str] = ()
+) -> dict[str, float]:
     """One PPO update of a config (the main job's by default): its rollout, then its
     optimisation timed beside the reference's way of optimising the same rollout from the
     same weights: one reply per forward pass (minibatch 1, gradients accumulated to the same
@@ -167,8 +176,9 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
 
     config = load_config(config_name, list(overrides))
     ppo = config.ppo
-    reference_ppo = dataclasses.replace(ppo, minibatch_size=1,
-                                        grad_accum=ppo.minibatch_size * ppo.grad_accum)  # fmt: skip
+    reference_ppo = dataclasses.replace(
+        ppo, minibatch_size=1, grad_accum=ppo.minibatch_size * ppo.grad_accum
+    )
     reference_config = dataclasses.replace(
         config, ppo=reference_ppo, model=dataclasses.replace(config.model, bf16=False)
     )
@@ -183,15 +193,18 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
         _warm_up(trainer, buffer)
         seconds = {"ours": trainer._optimize(buffer, stats)["time/train_seconds"]}
         reference = prepare(start, reference_config).eval()
-        reference_trainer = PPOTrainer(reference_config, reference, Path(scratch) / "reference",
-                                       progress=False)  # fmt: skip
+        reference_trainer = PPOTrainer(
+            reference_config, reference, Path(scratch) / "reference", progress=False
+        )
         _warm_up(reference_trainer, reference_buffer)
         reference_metrics = reference_trainer._optimize(reference_buffer, stats)
         seconds["reference"] = reference_metrics["time/train_seconds"]
     transitions = buffer.steps * buffer.num_envs
     precision = "bf16 autocast" if ours.autocast_dtype is not None else "float32"
-    print(f"one update of {config_name}: {transitions} transitions, {ppo.epochs} epochs, "
-          f"model {model or config.model.name}")  # fmt: skip
+    print(
+        f"one update of {config_name}: {transitions} transitions, {ppo.epochs} epochs, "
+        f"model {model or config.model.name}"
+    )
     print(f"rollout       {stats.seconds:>7.1f} s  ({transitions / stats.seconds:.1f} steps/s)")
     print(f"{'optimisation':<14}{'seconds':>7}{'samples/s':>11}  how")
     rows = {
@@ -203,8 +216,12 @@ def bench_train(model: str | None = None, config_name: str = "tiny/numberline",
         print(f"{name:<14}{seconds[name]:>7.1f}{rate:>11.1f}  {how}")
     ratio = seconds["reference"] / seconds["ours"]
     print(f"optimisation is {ratio:.1f}x faster than the reference's way (target 5x)")
-    return {"rollout_seconds": stats.seconds, "seconds": seconds["ours"],
-            "reference_seconds": seconds["reference"], "ratio": ratio}  # fmt: skip
+    return {
+        "rollout_seconds": stats.seconds,
+        "seconds": seconds["ours"],
+        "reference_seconds": seconds["reference"],
+        "ratio": ratio,
+    }
 
 
 #: What ``bench scale`` cuts from the paper's update on a CPU, where a full one would take

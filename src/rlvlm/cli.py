@@ -92,9 +92,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _quiet_transformers()
     torch.manual_seed(args.seed)
     try:
-        policy = make_policy(args.policy, seed=args.seed, temperature=args.temperature,
-                             max_new_tokens=args.max_new_tokens, device=args.device,
-                             api=_api_settings(args))  # fmt: skip
+        policy = make_policy(
+            args.policy,
+            seed=args.seed,
+            temperature=args.temperature,
+            max_new_tokens=args.max_new_tokens,
+            device=args.device,
+            api=_api_settings(args),
+        )
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
     image_size = args.image_size or policy.image_size or 300
@@ -121,9 +126,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result["usage"] = usage
     _print_result(result)
     if usage and usage["failed_requests"] + usage["unusable_replies"]:
-        print(f"{usage['failed_requests']} of {usage['requests']} requests failed and "
-              f"{usage['unusable_replies']} replies were unusable (format errors); last error: "
-              f"{usage['last_error']}", file=sys.stderr)  # fmt: skip
+        print(
+            f"{usage['failed_requests']} of {usage['requests']} requests failed and "
+            f"{usage['unusable_replies']} replies were unusable (format errors); last error: "
+            f"{usage['last_error']}",
+            file=sys.stderr,
+        )
     if args.compare_paper:
         print(comparison_table(result))
     if args.replays:
@@ -131,8 +139,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             save_replays(episodes, args.replays, game=args.game, policy=policy.name)
         except OSError as error:
             raise _UsageError(f"argument --replays: cannot write {args.replays}: {error}") from None
-        print(f"replays of {min(REPLAY_EPISODES, len(episodes))} episodes written to "
-              f"{args.replays}/")  # fmt: skip
+        print(
+            f"replays of {min(REPLAY_EPISODES, len(episodes))} episodes written to {args.replays}/"
+        )
     if args.out:
         try:
             print(f"result written to {write_json(args.out, result)}")
@@ -176,9 +185,13 @@ def _api_settings(args: argparse.Namespace):
     if not args.policy.startswith("api:"):
         return None
     try:
-        return ApiSettings.from_environment(args.api_base, args.api_key,
-                                            timeout=args.api_timeout, retries=args.api_retries,
-                                            concurrency=args.api_concurrency)  # fmt: skip
+        return ApiSettings.from_environment(
+            args.api_base,
+            args.api_key,
+            timeout=args.api_timeout,
+            retries=args.api_retries,
+            concurrency=args.api_concurrency,
+        )
     except ValueError as error:
         raise _UsageError(str(error)) from None
 
@@ -192,15 +205,24 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         image_size = PRESETS[DEFAULT_PRESET].image_size
     try:
-        summary = write_demonstrations(args.game, args.episodes, args.out, epsilon=args.epsilon,
-                                       seed=args.seed, image_size=image_size, cot=not args.no_cot,
-                                       progress=sys.stderr.isatty())  # fmt: skip
+        summary = write_demonstrations(
+            args.game,
+            args.episodes,
+            args.out,
+            epsilon=args.epsilon,
+            seed=args.seed,
+            image_size=image_size,
+            cot=not args.no_cot,
+            progress=sys.stderr.isatty(),
+        )
     except ValueError as error:  # what argparse cannot check, e.g. a caller's own image size
         raise _UsageError(str(error)) from None
     except OSError as error:
         raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
-    print(f"{summary.steps} steps of {summary.episodes} {args.game} episodes "
-          f"(expert success {summary.success_rate:.1%}) written to {summary.path}")  # fmt: skip
+    print(
+        f"{summary.steps} steps of {summary.episodes} {args.game} episodes "
+        f"(expert success {summary.success_rate:.1%}) written to {summary.path}"
+    )
     return 0
 
 
@@ -228,8 +250,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     fixed = [f"{key}={value}" for key, value in given.items() if value]
     if args.resume:
         if args.config or args.game or args.model:
-            raise _UsageError("--resume continues a run with its own config; give only "
-                              "key=value overrides beside it")  # fmt: skip
+            raise _UsageError(
+                "--resume continues a run with its own config; give only "
+                "key=value overrides beside it"
+            )
         run_dir = Path(args.resume)
         try:
             config = train.resume_config(run_dir, args.overrides)
@@ -250,8 +274,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         print(f"run directory: {run_dir}")
     try:
-        result = train.run(config, run_dir, accelerator=accelerator,
-                           progress=sys.stderr.isatty())  # fmt: skip
+        result = train.run(config, run_dir, accelerator=accelerator, progress=sys.stderr.isatty())
     except TrainingDiverged as error:
         print(f"rlvlm train: {error}", file=sys.stderr)
         return 1
@@ -260,16 +283,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not accelerator.is_main_process:
         return 0
     if "stopped_at_update" in result:
-        print(f"stopped after update {result['stopped_at_update']}; continue with: "
-              f"rlvlm train --resume {run_dir}")  # fmt: skip
+        print(
+            f"stopped after update {result['stopped_at_update']}; continue with: "
+            f"rlvlm train --resume {run_dir}"
+        )
         return 130
     _print_result(result)
     sft = result.get("sft_success_rate")
     gain = ""
     if sft is not None:  # 0.0 is a result too
         gain = f" (SFT {sft:.1%}: {100 * (result['success_rate'] - sft):+.1f} points)"
-    print(f"final success {result['success_rate']:.1%}{gain} in {result['wall_seconds']:.0f} s; "
-          f"everything is in {run_dir}")  # fmt: skip
+    print(
+        f"final success {result['success_rate']:.1%}{gain} in {result['wall_seconds']:.0f} s; "
+        f"everything is in {run_dir}"
+    )
     return 0
 
 
@@ -284,13 +311,16 @@ def cmd_sft(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty()
     try:
         start = train.starting_model(config, progress)
-        report = train.run_sft(config, start, Path(args.data), Path(args.out), accelerator,
-                               progress)  # fmt: skip
+        report = train.run_sft(
+            config, start, Path(args.data), Path(args.out), accelerator, progress
+        )
     except ValueError as error:
         raise _UsageError(str(error)) from None
     if accelerator.is_main_process:
-        print(f"SFT on {report['demonstrations']} demonstrations, {report['steps']} steps, "
-              f"final loss {report['loss']:.4f}: checkpoint in {args.out}")  # fmt: skip
+        print(
+            f"SFT on {report['demonstrations']} demonstrations, {report['steps']} steps, "
+            f"final loss {report['loss']:.4f}: checkpoint in {args.out}"
+        )
     return 0
 
 
@@ -321,8 +351,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "train":
         _quiet_transformers()
         try:
-            bench.bench_train(model=args.model, config_name=args.config or "tiny/numberline",
-                              overrides=args.overrides)  # fmt: skip
+            bench.bench_train(
+                model=args.model,
+                config_name=args.config or "tiny/numberline",
+                overrides=args.overrides,
+            )
         except ValueError as error:
             raise _UsageError(str(error)) from None
     elif args.what == "scale":
@@ -330,8 +363,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise _UsageError("bench scale needs --arch")
         _quiet_transformers()
         try:
-            bench.bench_scale(args.arch, config_name=args.config or "paper/numberline",
-                              overrides=args.overrides, json_path=args.json)  # fmt: skip
+            bench.bench_scale(
+                args.arch,
+                config_name=args.config or "paper/numberline",
+                overrides=args.overrides,
+                json_path=args.json,
+            )
         except ValueError as error:
             raise _UsageError(str(error)) from None
     else:
@@ -415,15 +452,23 @@ def cmd_alfworld(args: argparse.Namespace) -> int:
     from rlvlm.games.alfworld.generate import write_suite
 
     try:
-        paths = write_suite(args.out, args.games, args.split, seed=args.seed,
-                            max_steps=args.max_steps, progress=sys.stderr.isatty())  # fmt: skip
+        paths = write_suite(
+            args.out,
+            args.games,
+            args.split,
+            seed=args.seed,
+            max_steps=args.max_steps,
+            progress=sys.stderr.isatty(),
+        )
     except ImportError as error:
         raise _UsageError(str(error)) from None
     except OSError as error:
         raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
-    print(f"{len(paths)} {args.split} games, each won by the expert within {args.max_steps} "
-          f"steps, written to {Path(args.out) / 'json_2.1.1' / args.split}; play them with "
-          f"ALFWORLD_DATA={args.out}")  # fmt: skip
+    print(
+        f"{len(paths)} {args.split} games, each won by the expert within {args.max_steps} "
+        f"steps, written to {Path(args.out) / 'json_2.1.1' / args.split}; play them with "
+        f"ALFWORLD_DATA={args.out}"
+    )
     return 0
 
 
@@ -433,16 +478,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     _quiet_transformers()
     budget = {"steps": args.steps} if args.steps else {}
     try:
-        path, report = pretrained_vision(args.model, args.games, seed=args.seed,
-                                         progress=sys.stderr.isatty(), **budget)  # fmt: skip
+        path, report = pretrained_vision(
+            args.model, args.games, seed=args.seed, progress=sys.stderr.isatty(), **budget
+        )
     except OSError as error:
         raise _UsageError(f"cannot write the vision cache (set RLVLM_CACHE): {error}") from None
     print(f"{'game':<12}{'labels read':>12}{'images fully read':>19}{'chance':>8}")
     for game, accuracy in report["accuracy"].items():
-        print(f"{game:<12}{accuracy['labels']:>12.1%}{accuracy['images']:>19.1%}"
-              f"{accuracy['chance']:>8.1%}")  # fmt: skip
-    print(f"vision-pretrained {args.model} in {path} (held-out images; trained "
-          f"{report['train_seconds']:.0f} s)")  # fmt: skip
+        print(
+            f"{game:<12}{accuracy['labels']:>12.1%}{accuracy['images']:>19.1%}"
+            f"{accuracy['chance']:>8.1%}"
+        )
+    print(
+        f"vision-pretrained {args.model} in {path} (held-out images; trained "
+        f"{report['train_seconds']:.0f} s)"
+    )
     return 0
 
 
@@ -544,11 +594,16 @@ def build_parser() -> argparse.ArgumentParser:
     alfworld.add_argument("action", choices=["generate"])
     alfworld.add_argument("--out", metavar="DIR", required=True, help="where the suite goes")
     alfworld.add_argument("--games", metavar="N", type=_positive, required=True)
-    alfworld.add_argument("--split", choices=["train", "valid_seen", "valid_unseen"],
-                          default="train")  # fmt: skip
+    alfworld.add_argument(
+        "--split", choices=["train", "valid_seen", "valid_unseen"], default="train"
+    )
     alfworld.add_argument("--seed", metavar="S", type=_non_negative, default=0)
-    alfworld.add_argument("--max-steps", type=_positive, default=50,
-                          help="the expert must win each game within this many steps")  # fmt: skip
+    alfworld.add_argument(
+        "--max-steps",
+        type=_positive,
+        default=50,
+        help="the expert must win each game within this many steps",
+    )
     alfworld.set_defaults(run=cmd_alfworld)
 
     pretrain = commands.add_parser(
@@ -593,9 +648,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     overrides_help = "config overrides such as ppo.lr=3e-4 sft.epochs=2"
     train = commands.add_parser(
-        "train", help="vision pretraining, SFT, PPO and a final evaluation (default: the tiny "
+        "train",
+        help="vision pretraining, SFT, PPO and a final evaluation (default: the tiny "
         "NumberLine job)",
-    )  # fmt: skip
+    )
     train.add_argument("--game", choices=list(GAMES))
     train.add_argument("--model", help="a tiny preset, a checkpoint directory or a hub id")
     train.add_argument("--config", help=config_help)
@@ -630,22 +686,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="throughput figures beside a baseline")
     bench.add_argument("what", choices=["envs", "rollout", "train", "alfworld", "scale"])
     bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
-    bench.add_argument("--model", help="rollout, train: the preset or checkpoint to time "
-                       "(default: the default preset; train: the config's model)")  # fmt: skip
-    bench.add_argument("--envs", type=_positive, default=8,
-                       help="rollout: environments; alfworld: episodes")  # fmt: skip
-    bench.add_argument("--config", help="train: the config of the update (default: the main "
-                       "job's, tiny/numberline); scale: the paper config whose settings it "
-                       "takes (default: paper/numberline)")  # fmt: skip
     bench.add_argument(
-        "--arch", type=_architecture,
+        "--model",
+        help="rollout, train: the preset or checkpoint to time "
+        "(default: the default preset; train: the config's model)",
+    )
+    bench.add_argument(
+        "--envs", type=_positive, default=8, help="rollout: environments; alfworld: episodes"
+    )
+    bench.add_argument(
+        "--config",
+        help="train: the config of the update (default: the main "
+        "job's, tiny/numberline); scale: the paper config whose settings it "
+        "takes (default: paper/numberline)",
+    )
+    bench.add_argument(
+        "--arch",
+        type=_architecture,
         help="scale: a real checkpoint's architecture, random weights (llava-v1.6-mistral-7b, "
         "qwen2.5-vl-3b, qwen2.5-vl-7b)",
-    )  # fmt: skip
-    bench.add_argument("--json", type=Path, metavar="FILE",
-                       help="scale: append the figures to FILE as one JSON line")  # fmt: skip
-    bench.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="train, scale: config overrides")  # fmt: skip
+    )
+    bench.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="scale: append the figures to FILE as one JSON line",
+    )
+    bench.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="train, scale: config overrides"
+    )
     bench.set_defaults(run=cmd_bench)
 
     grid = commands.add_parser(

@@ -52,8 +52,9 @@ class ModelConfig:
 
         for key in ("lora_parts", "freeze"):
             if unknown := set(getattr(self, key)) - set(PARTS):
-                raise ValueError(f"model.{key}: unknown parts {sorted(unknown)}; choose from "
-                                 f"{', '.join(PARTS)}")  # fmt: skip
+                raise ValueError(
+                    f"model.{key}: unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}"
+                )
 
 
 @dataclass
@@ -143,8 +144,14 @@ class PPOConfig:
     """Step the environments in this process or in subprocess workers."""
 
     def __post_init__(self):
-        for key in ("num_envs", "steps_per_env", "epochs", "minibatch_size",
-                    "grad_accum", "max_new_tokens"):  # fmt: skip
+        for key in (
+            "num_envs",
+            "steps_per_env",
+            "epochs",
+            "minibatch_size",
+            "grad_accum",
+            "max_new_tokens",
+        ):
             _check(getattr(self, key) >= 1, f"ppo.{key} must be at least 1")
         _check(self.updates >= 0, "ppo.updates must be 0 (SFT only) or more")
         transitions, step = (
@@ -193,8 +200,10 @@ class EvalConfig:
     def __post_init__(self):
         _check(self.replays >= 0, "eval.replays must be 0 or more")
         _check(self.batch_size >= 1, "eval.batch_size must be at least 1")
-        _check(self.temperature is None or self.temperature >= 0,
-               "eval.temperature must be 0 (greedy) or more")  # fmt: skip
+        _check(
+            self.temperature is None or self.temperature >= 0,
+            "eval.temperature must be 0 (greedy) or more",
+        )
 
 
 @dataclass
@@ -217,8 +226,10 @@ class TrainConfig:
         if self.game not in GAMES:
             raise ValueError(f"unknown game {self.game!r}; choose from {', '.join(GAMES)}")
         _check(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
-        _check(self.ppo.updates > 0 or self.sft.episodes > 0 or self.sft.data is not None,
-               "ppo.updates=0 (SFT only) needs SFT: sft.episodes or sft.data")  # fmt: skip
+        _check(
+            self.ppo.updates > 0 or self.sft.episodes > 0 or self.sft.data is not None,
+            "ppo.updates=0 (SFT only) needs SFT: sft.episodes or sft.data",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,8 +57,7 @@ def resume_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) ->
     return load_config(run_dir / CONFIG_FILE, overrides)
 
 
-def load_for_training(start_model: str, config: TrainConfig,
-                      accelerator: Accelerator) -> VLMPolicy:  # fmt: skip
+def load_for_training(start_model: str, config: TrainConfig, accelerator: Accelerator) -> VLMPolicy:
     """``start_model`` in ``model.dtype`` on the accelerator's device, made ready to train."""
     dtype = None if config.model.dtype == "auto" else getattr(torch, config.model.dtype)
     policy = load_policy(start_model, device=accelerator.device, dtype=dtype, seed=config.seed)
@@ -90,8 +89,13 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
     return policy
 
 
-def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None = None,
-        progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def run(
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run (or continue) every stage of the job in ``run_dir``; the final evaluation."""
     from rlvlm.rl.trainer import PPOTrainer, evaluate
 
@@ -115,8 +119,9 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
                     _record_demonstrations(config, data_dir, progress and main)
             seed_stage(config.seed, "sft")
             run_sft(config, start_model, data_dir, sft_dir, accelerator, progress)
-        sft_eval = _evaluate_once(run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator,
-                                  progress)  # fmt: skip
+        sft_eval = _evaluate_once(
+            run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator, progress
+        )
         start_model = str(sft_dir)
 
     if config.ppo.updates == 0:  # SFT only: the run ends with the SFT checkpoint
@@ -124,8 +129,14 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
 
     seed_stage(config.seed, "ppo")
     policy = load_for_training(start_model, config, accelerator)
-    trainer = PPOTrainer(config, policy, run_dir, accelerator, progress=progress,
-                         final_replays=run_dir / REPLAYS_DIR / "final")  # fmt: skip
+    trainer = PPOTrainer(
+        config,
+        policy,
+        run_dir,
+        accelerator,
+        progress=progress,
+        final_replays=run_dir / REPLAYS_DIR / "final",
+    )
     trainer.resume()
     if trainer.update < config.ppo.updates:
         trainer.train()
@@ -135,14 +146,22 @@ def run(config: TrainConfig, run_dir: Path, *, accelerator: Accelerator | None =
     result: dict[str, Any] = {}
     if main:
         result = trainer.final_evaluation or evaluate(  # resumed after the last update
-            policy, config, name=f"ppo ({run_dir.name})", progress=progress,
+            policy,
+            config,
+            name=f"ppo ({run_dir.name})",
+            progress=progress,
             replays=run_dir / REPLAYS_DIR / "final",
-        )  # fmt: skip
+        )
     return _finish(result, sft_eval, run_dir, start, accelerator)
 
 
-def _finish(result: dict[str, Any], sft_eval: dict[str, Any] | None, run_dir: Path,
-            start: float, accelerator: Accelerator) -> dict[str, Any]:  # fmt: skip
+def _finish(
+    result: dict[str, Any],
+    sft_eval: dict[str, Any] | None,
+    run_dir: Path,
+    start: float,
+    accelerator: Accelerator,
+) -> dict[str, Any]:
     """The run's final result, with its SFT success beside it, written to ``eval.json``."""
     if accelerator.is_main_process:
         if sft_eval is not None:
@@ -166,8 +185,9 @@ def starting_model(config: TrainConfig, progress: bool) -> str:
     if name in PRESETS and config.vision.steps > 0:
         from rlvlm.models.vision import pretrained_vision
 
-        path, report = pretrained_vision(name, [config.game], config.vision.steps,
-                                         config.seed, progress)  # fmt: skip
+        path, report = pretrained_vision(
+            name, [config.game], config.vision.steps, config.seed, progress
+        )
         accuracy = report["accuracy"][config.game]
         if progress:
             print(f"vision: {name} reads {config.game} ({_reading(accuracy)}), cached in {path}")
@@ -181,8 +201,14 @@ def _reading(accuracy: Any) -> str:
     return f"{accuracy:.0%}"
 
 
-def run_sft(config: TrainConfig, start_model: str, data_dir: Path, out: Path,
-            accelerator: Accelerator, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def run_sft(
+    config: TrainConfig,
+    start_model: str,
+    data_dir: Path,
+    out: Path,
+    accelerator: Accelerator,
+    progress: bool = True,
+) -> dict[str, Any]:
     """SFT of ``start_model`` on the demonstrations in ``data_dir``, saved to ``out``."""
     from rlvlm.sft.data import load_demonstrations
     from rlvlm.sft.trainer import train_sft
@@ -190,9 +216,17 @@ def run_sft(config: TrainConfig, start_model: str, data_dir: Path, out: Path,
     sft = config.sft
     demonstrations = load_demonstrations(data_dir)
     policy = load_for_training(start_model, config, accelerator)
-    report = train_sft(policy, demonstrations, epochs=sft.epochs, lr=sft.lr,
-                       batch_size=sft.batch_size, max_grad_norm=sft.max_grad_norm,
-                       seed=config.seed, accelerator=accelerator, progress=progress)  # fmt: skip
+    report = train_sft(
+        policy,
+        demonstrations,
+        epochs=sft.epochs,
+        lr=sft.lr,
+        batch_size=sft.batch_size,
+        max_grad_norm=sft.max_grad_norm,
+        seed=config.seed,
+        accelerator=accelerator,
+        progress=progress,
+    )
     if accelerator.is_main_process:
         policy.save(out)
         write_json(out / "sft_report.json", report)
@@ -209,13 +243,26 @@ def _record_demonstrations(config: TrainConfig, data_dir: Path, progress: bool) 
     name = config.model.name
     image_size = PRESETS[name].image_size if name in PRESETS else 300
     sft = config.sft
-    write_demonstrations(config.game, sft.episodes, data_dir, epsilon=sft.epsilon,
-                         seed=config.seed, image_size=image_size, cot=config.ppo.cot,
-                         progress=progress)  # fmt: skip
+    write_demonstrations(
+        config.game,
+        sft.episodes,
+        data_dir,
+        epsilon=sft.epsilon,
+        seed=config.seed,
+        image_size=image_size,
+        cot=config.ppo.cot,
+        progress=progress,
+    )
 
 
-def _evaluate_once(path: Path, checkpoint: Path, config: TrainConfig, name: str,
-                   accelerator: Accelerator, progress: bool) -> dict[str, Any] | None:  # fmt: skip
+def _evaluate_once(
+    path: Path,
+    checkpoint: Path,
+    config: TrainConfig,
+    name: str,
+    accelerator: Accelerator,
+    progress: bool,
+) -> dict[str, Any] | None:
     """The held-out evaluation of a checkpoint, computed once and kept in ``path``."""
     from rlvlm.rl.trainer import evaluate
 

@@ -54,15 +54,18 @@ class ApiSettings:
 
     def __post_init__(self):
         if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"the API base URL must start with http:// or https://, "
-                             f"got {self.base_url!r}")  # fmt: skip
+            raise ValueError(
+                f"the API base URL must start with http:// or https://, got {self.base_url!r}"
+            )
         if self.timeout <= 0 or self.retries < 0 or self.concurrency < 1 or self.backoff < 0:
-            raise ValueError("API timeout and concurrency must be positive, retries and "
-                             "backoff 0 or more")  # fmt: skip
+            raise ValueError(
+                "API timeout and concurrency must be positive, retries and backoff 0 or more"
+            )
 
     @classmethod
-    def from_environment(cls, base_url: str | None = None, api_key: str | None = None,
-                         **options: Any) -> ApiSettings:  # fmt: skip
+    def from_environment(
+        cls, base_url: str | None = None, api_key: str | None = None, **options: Any
+    ) -> ApiSettings:
         """Settings from the arguments, else ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``."""
         return cls(
             base_url=base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
@@ -80,8 +83,14 @@ class ApiPolicy:
 
     image_size = None
 
-    def __init__(self, model: str, settings: ApiSettings | None = None, *,
-                 temperature: float = 0.2, max_tokens: int = 256):  # fmt: skip
+    def __init__(
+        self,
+        model: str,
+        settings: ApiSettings | None = None,
+        *,
+        temperature: float = 0.2,
+        max_tokens: int = 256,
+    ):
         if not model:
             raise ValueError("api:<model> needs a model name, e.g. api:gpt-4o")
         self.model, self.name = model, f"api:{model}"
@@ -89,9 +98,16 @@ class ApiPolicy:
         self.temperature, self.max_tokens = temperature, max_tokens
         self.url = self.settings.base_url.rstrip("/") + "/chat/completions"
         self.usage: dict[str, Any] = dict.fromkeys(
-            ("requests", "retries", "failed_requests", "unusable_replies", "prompt_tokens",
-             "completion_tokens"), 0,
-        )  # fmt: skip
+            (
+                "requests",
+                "retries",
+                "failed_requests",
+                "unusable_replies",
+                "prompt_tokens",
+                "completion_tokens",
+            ),
+            0,
+        )
         self.usage["last_error"] = None
         self._lock = threading.Lock()
         self._opener = urllib.request.build_opener()  # honours the usual proxy variables
@@ -154,8 +170,9 @@ class ApiPolicy:
             except urllib.error.HTTPError as error:
                 detail = _error_detail(error)
                 if error.code in FATAL_STATUSES:
-                    raise ApiError(f"{self.url} answered HTTP {error.code} for model "
-                                   f"{self.model!r}: {detail}") from None  # fmt: skip
+                    raise ApiError(
+                        f"{self.url} answered HTTP {error.code} for model {self.model!r}: {detail}"
+                    ) from None
                 self._note_error(f"HTTP {error.code}: {detail}")
                 if error.code not in RETRY_STATUSES:
                     break

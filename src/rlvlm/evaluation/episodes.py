@@ -163,8 +163,9 @@ def run_episodes(
     return [episode for episode in results if episode is not None]
 
 
-def _step(turn: Turn, reply: str, reward: float, terminated: bool, truncated: bool,
-          info: dict[str, Any]) -> Step:  # fmt: skip
+def _step(
+    turn: Turn, reply: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+) -> Step:
     action = info["action"]
     return Step(
         image=np.array(turn.image),  # a copy: envs may reuse their picture buffers

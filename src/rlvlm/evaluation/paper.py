@@ -11,22 +11,56 @@ from typing import Any
 SOURCE = "Zhai et al. 2024, Table 2"
 
 PAPER_RESULTS: dict[str, dict[str, float | None]] = {
-    "paper (LLaVA-1.6-7B + PPO)": {"numberline": 0.894, "ezpoints": 0.500, "points24": 0.023,
-                                   "blackjack": 0.402, "alfworld": 0.217},
-    "paper without CoT": {"numberline": 0.269, "ezpoints": 0.299, "points24": 0.0,
-                          "blackjack": 0.404, "alfworld": 0.163},
-    "LLaVA SFT only": {"numberline": 0.248, "ezpoints": 0.230, "points24": 0.026,
-                       "blackjack": 0.231, "alfworld": 0.177},
-    "GPT-4V": {"numberline": 0.655, "ezpoints": 0.105, "points24": 0.0, "blackjack": 0.255,
-               "alfworld": 0.194},
-    "Gemini": {"numberline": 0.825, "ezpoints": 0.020, "points24": 0.0, "blackjack": 0.300,
-               "alfworld": 0.135},
-    "CNN + RL": {"numberline": 0.871, "ezpoints": 0.0, "points24": 0.0, "blackjack": 0.388,
-                 "alfworld": 0.0},
-    "later work (Qwen-VL, group-relative RL)": {"numberline": 1.0, "ezpoints": 1.0,
-                                                "points24": 0.175, "blackjack": None,
-                                                "alfworld": None},
-}  # fmt: skip
+    "paper (LLaVA-1.6-7B + PPO)": {
+        "numberline": 0.894,
+        "ezpoints": 0.500,
+        "points24": 0.023,
+        "blackjack": 0.402,
+        "alfworld": 0.217,
+    },
+    "paper without CoT": {
+        "numberline": 0.269,
+        "ezpoints": 0.299,
+        "points24": 0.0,
+        "blackjack": 0.404,
+        "alfworld": 0.163,
+    },
+    "LLaVA SFT only": {
+        "numberline": 0.248,
+        "ezpoints": 0.230,
+        "points24": 0.026,
+        "blackjack": 0.231,
+        "alfworld": 0.177,
+    },
+    "GPT-4V": {
+        "numberline": 0.655,
+        "ezpoints": 0.105,
+        "points24": 0.0,
+        "blackjack": 0.255,
+        "alfworld": 0.194,
+    },
+    "Gemini": {
+        "numberline": 0.825,
+        "ezpoints": 0.020,
+        "points24": 0.0,
+        "blackjack": 0.300,
+        "alfworld": 0.135,
+    },
+    "CNN + RL": {
+        "numberline": 0.871,
+        "ezpoints": 0.0,
+        "points24": 0.0,
+        "blackjack": 0.388,
+        "alfworld": 0.0,
+    },
+    "later work (Qwen-VL, group-relative RL)": {
+        "numberline": 1.0,
+        "ezpoints": 1.0,
+        "points24": 0.175,
+        "blackjack": None,
+        "alfworld": None,
+    },
+}
 
 
 def paper_rows(game: str) -> list[tuple[str, float]]:

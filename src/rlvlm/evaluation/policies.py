@@ -64,24 +64,33 @@ class RandomPolicy:
 class ModelPolicy:
     """A VLM that reads the picture and the prompt and writes its reply."""
 
-    def __init__(self, model: VLMPolicy, name: str, temperature: float = 0.2,
-                 max_new_tokens: int = 256):  # fmt: skip
+    def __init__(
+        self, model: VLMPolicy, name: str, temperature: float = 0.2, max_new_tokens: int = 256
+    ):
         self.model, self.name = model, name
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.image_size = model.image_size
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         images, prompts = [turn.image for turn in turns], [turn.prompt for turn in turns]
-        return self.model.generate(images, prompts, max_new_tokens=self.max_new_tokens,
-                                   temperature=self.temperature).texts  # fmt: skip
+        return self.model.generate(
+            images, prompts, max_new_tokens=self.max_new_tokens, temperature=self.temperature
+        ).texts
 
 
 BUILT_IN = ("oracle", "random")
 API_PREFIX = "api:"
 
 
-def make_policy(spec: str, seed: int = 0, *, temperature: float = 0.2, max_new_tokens: int = 256,
-                device: str = "cpu", api: ApiSettings | None = None) -> Policy:  # fmt: skip
+def make_policy(
+    spec: str,
+    seed: int = 0,
+    *,
+    temperature: float = 0.2,
+    max_new_tokens: int = 256,
+    device: str = "cpu",
+    api: ApiSettings | None = None,
+) -> Policy:
     """The policy named by ``spec``: ``oracle``, ``random``, a model preset such as
     ``tiny-llava``, a checkpoint directory, or ``api:<model>`` (an OpenAI-compatible
     endpoint, by ``api`` or the environment's ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``)."""
@@ -92,14 +101,17 @@ def make_policy(spec: str, seed: int = 0, *, temperature: float = 0.2, max_new_t
     if spec.startswith(API_PREFIX):
         from rlvlm.evaluation.api import ApiPolicy
 
-        return ApiPolicy(spec.removeprefix(API_PREFIX), api, temperature=temperature,
-                         max_tokens=max_new_tokens)  # fmt: skip
+        return ApiPolicy(
+            spec.removeprefix(API_PREFIX), api, temperature=temperature, max_tokens=max_new_tokens
+        )
     from rlvlm.models import PRESETS, load_policy
     from rlvlm.models.policy import looks_like_hub_id
 
     if spec not in PRESETS and not Path(spec).exists() and not looks_like_hub_id(spec):
         choices = ", ".join([*BUILT_IN, *PRESETS])
-        raise ValueError(f"unknown policy {spec!r}; choose from {choices}, a checkpoint "
-                         f"directory, a hub id or {API_PREFIX}<model>")  # fmt: skip
+        raise ValueError(
+            f"unknown policy {spec!r}; choose from {choices}, a checkpoint "
+            f"directory, a hub id or {API_PREFIX}<model>"
+        )
     model = load_policy(spec, device=device, seed=seed)
     return ModelPolicy(model.eval(), spec, temperature, max_new_tokens)

@@ -32,8 +32,9 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def save_replays(episodes: Sequence[Episode], directory: str | Path, *, game: str,
-                 policy: str) -> Path | None:  # fmt: skip
+def save_replays(
+    episodes: Sequence[Episode], directory: str | Path, *, game: str, policy: str
+) -> Path | None:
     """Save the recorded episodes of ``episodes`` to ``directory`` (replacing what it held).
 
     Returns the path of ``replays.json``, or None when no episode was recorded.
@@ -55,17 +56,19 @@ def save_replays(episodes: Sequence[Episode], directory: str | Path, *, game: st
         if episode.final_image is not None:
             final_image = f"episode-{number:02d}-final.png"
             write_atomic(directory / final_image, png_bytes(episode.final_image))
-        transcripts.append({
-            "seed": episode.seed,
-            "success": episode.success,
-            "episode_return": episode.episode_return,
-            "length": episode.length,
-            "format_errors": episode.format_errors,
-            "invalid_actions": episode.invalid_actions,
-            "task_type": episode.task_type,
-            "final_image": final_image,
-            "steps": steps,
-        })  # fmt: skip
+        transcripts.append(
+            {
+                "seed": episode.seed,
+                "success": episode.success,
+                "episode_return": episode.episode_return,
+                "length": episode.length,
+                "format_errors": episode.format_errors,
+                "invalid_actions": episode.invalid_actions,
+                "task_type": episode.task_type,
+                "final_image": final_image,
+                "steps": steps,
+            }
+        )
     return write_json(
         directory / REPLAYS_FILE, {"game": game, "policy": policy, "episodes": transcripts}
     )

@@ -142,8 +142,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves(experiment: Experiment, cells: Sequence[Cell], metric: str = "eval/success_rate",
-           ylabel: str = "held-out success (%)") -> bytes | None:  # fmt: skip
+def curves(
+    experiment: Experiment,
+    cells: Sequence[Cell],
+    metric: str = "eval/success_rate",
+    ylabel: str = "held-out success (%)",
+) -> bytes | None:
     """A held-out rate against environment steps: a panel per game, a line per group (the
     mean over its seeds that have reached each step) with a band from the lowest to the
     highest of them. None before any cell has logged it."""

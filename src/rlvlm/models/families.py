@@ -98,9 +98,14 @@ class SmolVLMProcessorImageOnly(_ImageOnly, SmolVLMProcessor):
     # SmolVLMProcessor requires a video processor argument; from_pretrained reads the
     # arguments off this signature.
     def __init__(
-        self, image_processor, tokenizer, video_processor=None, image_seq_len: int = 169,
-        chat_template: str | None = None, **kwargs,
-    ):  # fmt: skip
+        self,
+        image_processor,
+        tokenizer,
+        video_processor=None,
+        image_seq_len: int = 169,
+        chat_template: str | None = None,
+        **kwargs,
+    ):
         super().__init__(
             image_processor, tokenizer, video_processor, image_seq_len, chat_template, **kwargs
         )

@@ -48,14 +48,28 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 #: minimum length, ...) fills in whatever a call leaves unset, and scoring applies none of it:
 #: replies must be sampled from exactly the distribution that training scores.
 NEUTRAL_SAMPLING: dict[str, Any] = {
-    "top_k": None, "min_p": None, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-    "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
-    "bad_words_ids": None, "sequence_bias": None, "begin_suppress_tokens": None,
-    "forced_bos_token_id": None, "forced_eos_token_id": None, "renormalize_logits": False,
-    "exponential_decay_length_penalty": None, "num_beams": 1, "guidance_scale": None,
+    "top_k": None,
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "renormalize_logits": False,
+    "exponential_decay_length_penalty": None,
+    "num_beams": 1,
+    "guidance_scale": None,
     "watermarking_config": None,
-}  # fmt: skip
+}
 
 
 class Scores(NamedTuple):
@@ -189,11 +203,15 @@ class VLMPolicy(nn.Module):
         recorder = _SampledLogprobs(temperature or 1.0, self.suppressed_token_ids)
         with self._autocast(), self._lm_head_inputs() as hidden:
             sequences = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, pad_token_id=self.pad_token_id,
-                eos_token_id=sorted(self.eos_token_ids), suppress_tokens=self.suppressed_token_ids,
-                logits_processor=LogitsProcessorList([recorder]), **NEUTRAL_SAMPLING,
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.pad_token_id,
+                eos_token_id=sorted(self.eos_token_ids),
+                suppress_tokens=self.suppressed_token_ids,
+                logits_processor=LogitsProcessorList([recorder]),
+                **NEUTRAL_SAMPLING,
                 **(sampling if temperature > 0 else {"do_sample": False}),
-            )  # fmt: skip
+            )
         new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
         replies = [self._until_eos(tokens) for tokens in new_tokens.tolist()]
         texts = self.tokenizer.batch_decode(replies, skip_special_tokens=True)
@@ -305,8 +323,14 @@ class VLMPolicy(nn.Module):
         # where(), not a product: padding is a suppressed token, whose log-prob is -inf.
         token_logprobs = torch.where(replies.mask, token_logprobs, 0.0)
         token_entropy = torch.where(replies.mask, token_entropy, 0.0)
-        return Scores(values, token_logprobs, replies.mask, replies.action_mask,
-                      replies.action_mask.any(-1), token_entropy)  # fmt: skip
+        return Scores(
+            values,
+            token_logprobs,
+            replies.mask,
+            replies.action_mask,
+            replies.action_mask.any(-1),
+            token_entropy,
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write a checkpoint directory atomically; a crash leaves any previous one intact.
@@ -324,8 +348,13 @@ class VLMPolicy(nn.Module):
                 k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()
             }
             save_file(head, staging / VALUE_HEAD_FILE)
-            meta = {"format": CHECKPOINT_FORMAT, "family": self.family.name, "base": self.base,
-                    "image_size": self.image_size, "lora": _is_peft(self.model)}  # fmt: skip
+            meta = {
+                "format": CHECKPOINT_FORMAT,
+                "family": self.family.name,
+                "base": self.base,
+                "image_size": self.image_size,
+                "lora": _is_peft(self.model),
+            }
             write_json(staging / RLVLM_FILE, meta)
             _replace_dir(staging, path)
         finally:

@@ -85,12 +85,18 @@ def _text_config(
 ) -> PretrainedConfig:
     """The language model every preset shares, in its family's text-config class."""
     settings = dict(
-        vocab_size=len(tokenizer), hidden_size=TEXT_WIDTH, intermediate_size=3 * TEXT_WIDTH,
-        num_hidden_layers=TEXT_LAYERS, num_attention_heads=TEXT_HEADS,
-        num_key_value_heads=TEXT_HEADS, max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=TEXT_WIDTH,
+        intermediate_size=3 * TEXT_WIDTH,
+        num_hidden_layers=TEXT_LAYERS,
+        num_attention_heads=TEXT_HEADS,
+        num_key_value_heads=TEXT_HEADS,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     return config_class(**settings | overrides)
 
 
@@ -170,20 +176,28 @@ def build_tiny_llava() -> tuple[PreTrainedModel, ProcessorMixin]:
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
     processor = LlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
         chat_template=LLAVA_TEMPLATE,
-    )  # fmt: skip
+    )
     vision = CLIPVisionConfig(
-        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=VISION_WIDTH,
-        intermediate_size=4 * VISION_WIDTH, num_hidden_layers=VISION_LAYERS,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=VISION_WIDTH,
+        intermediate_size=4 * VISION_WIDTH,
+        num_hidden_layers=VISION_LAYERS,
         num_attention_heads=VISION_HEADS,
-    )  # fmt: skip
+    )
     config = LlavaConfig(
-        vision_config=vision, text_config=_text_config(tokenizer),
-        image_token_id=tokenizer.image_token_id, vision_feature_select_strategy="default",
+        vision_config=vision,
+        text_config=_text_config(tokenizer),
+        image_token_id=tokenizer.image_token_id,
+        vision_feature_select_strategy="default",
         vision_feature_layer=-1,
-    )  # fmt: skip
+    )
     return LlavaForConditionalGeneration(config), processor
 
 
@@ -194,9 +208,12 @@ def _qwen_processor(processor_class: type[ProcessorMixin], **image_settings) -> 
     # 3x3 = 9 tokens after the 2x2 merge.
     pixels = (IMAGE_SIZE // (PATCH_SIZE * MERGE_SIZE) * PATCH_SIZE * MERGE_SIZE) ** 2
     image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": pixels, "longest_edge": pixels}, patch_size=PATCH_SIZE,
-        merge_size=MERGE_SIZE, temporal_patch_size=2, **image_settings,
-    )  # fmt: skip
+        size={"shortest_edge": pixels, "longest_edge": pixels},
+        patch_size=PATCH_SIZE,
+        merge_size=MERGE_SIZE,
+        temporal_patch_size=2,
+        **image_settings,
+    )
     return processor_class(
         image_processor=image_processor, tokenizer=qwen_tokenizer(), chat_template=QWEN_TEMPLATE
     )
@@ -208,17 +225,26 @@ def _qwen_config(
     tokenizer = qwen_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     return config_class(
-        text_config=text, vision_config=vision, image_token_id=tokenizer.image_token_id,
-        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=True,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tokenizer.image_token_id,
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
 
 
 def build_tiny_qwen2_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
     vision = Qwen2VLVisionConfig(
-        depth=VISION_LAYERS, embed_dim=VISION_WIDTH, num_heads=VISION_HEADS, mlp_ratio=4,
-        hidden_size=TEXT_WIDTH, patch_size=PATCH_SIZE, spatial_merge_size=MERGE_SIZE,
-    )  # fmt: skip
+        depth=VISION_LAYERS,
+        embed_dim=VISION_WIDTH,
+        num_heads=VISION_HEADS,
+        mlp_ratio=4,
+        hidden_size=TEXT_WIDTH,
+        patch_size=PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+    )
     rope = _mrope(1e6, [16, 24, 24])
     text = _text_config(qwen_tokenizer(), Qwen2VLTextConfig, rope_parameters=rope)
     model = Qwen2VLForConditionalGeneration(_qwen_config(Qwen2VLConfig, text, vision))
@@ -230,10 +256,16 @@ def build_tiny_qwen2_5_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
     # block attends over the whole image, the others within 112-pixel windows, as in the
     # real model (here a window holds the whole image).
     vision = Qwen2_5_VLVisionConfig(
-        depth=VISION_LAYERS, hidden_size=VISION_WIDTH, intermediate_size=8 * VISION_WIDTH // 3,
-        num_heads=VISION_HEADS, out_hidden_size=TEXT_WIDTH, patch_size=PATCH_SIZE,
-        spatial_merge_size=MERGE_SIZE, window_size=112, fullatt_block_indexes=[VISION_LAYERS - 1],
-    )  # fmt: skip
+        depth=VISION_LAYERS,
+        hidden_size=VISION_WIDTH,
+        intermediate_size=8 * VISION_WIDTH // 3,
+        num_heads=VISION_HEADS,
+        out_hidden_size=TEXT_WIDTH,
+        patch_size=PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+        window_size=112,
+        fullatt_block_indexes=[VISION_LAYERS - 1],
+    )
     rope = _mrope(1e6, [16, 24, 24])
     text = _text_config(qwen_tokenizer(), Qwen2_5_VLTextConfig, rope_parameters=rope)
     model = Qwen2_5_VLForConditionalGeneration(_qwen_config(Qwen2_5_VLConfig, text, vision))
@@ -245,11 +277,16 @@ def build_tiny_qwen3_vl() -> tuple[PreTrainedModel, ProcessorMixin]:
     # after the LM's first layer (the real models have three), and learned position
     # embeddings for the 6x6 patch grid.
     vision = Qwen3VLVisionConfig(
-        depth=VISION_LAYERS, hidden_size=VISION_WIDTH, intermediate_size=4 * VISION_WIDTH,
-        num_heads=VISION_HEADS, out_hidden_size=TEXT_WIDTH, patch_size=PATCH_SIZE,
-        spatial_merge_size=MERGE_SIZE, num_position_embeddings=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        depth=VISION_LAYERS,
+        hidden_size=VISION_WIDTH,
+        intermediate_size=4 * VISION_WIDTH,
+        num_heads=VISION_HEADS,
+        out_hidden_size=TEXT_WIDTH,
+        patch_size=PATCH_SIZE,
+        spatial_merge_size=MERGE_SIZE,
+        num_position_embeddings=(IMAGE_SIZE // PATCH_SIZE) ** 2,
         deepstack_visual_indexes=[1],
-    )  # fmt: skip
+    )
     rope = _mrope(5e6, [24, 20, 20], mrope_interleaved=True)
     text = _text_config(
         qwen_tokenizer(), Qwen3VLTextConfig, head_dim=HEAD_DIM, rope_parameters=rope
@@ -265,24 +302,33 @@ def build_tiny_idefics3() -> tuple[PreTrainedModel, ProcessorMixin]:
     tokenizer = idefics3_tokenizer()
     # One unsplit 84x84 image: 6x6 patches, pixel-shuffled 2x2 into 9 tokens.
     image_processor = Idefics3ImageProcessorPil(
-        do_image_splitting=False, size={"longest_edge": IMAGE_SIZE},
+        do_image_splitting=False,
+        size={"longest_edge": IMAGE_SIZE},
         max_image_size={"longest_edge": IMAGE_SIZE},
-    )  # fmt: skip
+    )
     image_seq_len = (IMAGE_SIZE // PATCH_SIZE // MERGE_SIZE) ** 2
     processor = Idefics3Processor(
-        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=image_seq_len,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_len=image_seq_len,
         chat_template=IDEFICS3_TEMPLATE,
-    )  # fmt: skip
+    )
     vision = Idefics3VisionConfig(
-        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=VISION_WIDTH,
-        intermediate_size=4 * VISION_WIDTH, num_hidden_layers=VISION_LAYERS,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=VISION_WIDTH,
+        intermediate_size=4 * VISION_WIDTH,
+        num_hidden_layers=VISION_LAYERS,
         num_attention_heads=VISION_HEADS,
-    )  # fmt: skip
+    )
     config = Idefics3Config(
-        vision_config=vision, text_config=_text_config(tokenizer), scale_factor=MERGE_SIZE,
-        image_token_id=tokenizer.image_token_id, pad_token_id=tokenizer.pad_token_id,
+        vision_config=vision,
+        text_config=_text_config(tokenizer),
+        scale_factor=MERGE_SIZE,
+        image_token_id=tokenizer.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
-    )  # fmt: skip
+    )
     return Idefics3ForConditionalGeneration(config), processor
 
 

@@ -95,9 +95,15 @@ def trainable_parameters(policy: VLMPolicy) -> list[nn.Parameter]:
     return [p for p in policy.parameters() if p.requires_grad]
 
 
-def prepare_training(accelerator: Accelerator, policy: VLMPolicy, optimizer: torch.optim.Optimizer,
-                     *, minibatch_size: int, grad_accum: int,
-                     max_grad_norm: float) -> tuple[Any, Any]:  # fmt: skip
+def prepare_training(
+    accelerator: Accelerator,
+    policy: VLMPolicy,
+    optimizer: torch.optim.Optimizer,
+    *,
+    minibatch_size: int,
+    grad_accum: int,
+    max_grad_norm: float,
+) -> tuple[Any, Any]:
     """``accelerator.prepare(policy, optimizer)`` with the settings that must agree set here,
     from the trainer's config: how many minibatches make one optimiser step (counted by
     ``accelerator.accumulate``) and, under DeepSpeed, the engine's own copies of them, which it
@@ -117,8 +123,9 @@ def prepare_training(accelerator: Accelerator, policy: VLMPolicy, optimizer: tor
     return accelerator.prepare(policy, optimizer)
 
 
-def deepspeed_settings(minibatch_size: int, grad_accum: int, max_grad_norm: float,
-                       processes: int) -> dict[str, Any]:  # fmt: skip
+def deepspeed_settings(
+    minibatch_size: int, grad_accum: int, max_grad_norm: float, processes: int
+) -> dict[str, Any]:
     """The DeepSpeed config entries that follow from the trainer's settings."""
     return {
         "train_micro_batch_size_per_gpu": minibatch_size,

@@ -15,10 +15,12 @@ class ValueHead(nn.Module):
         first, second = max(hidden_size // 4, 64), max(hidden_size // 8, 32)
         self.hidden_size = hidden_size
         self.mlp = nn.Sequential(
-            nn.Linear(hidden_size, first), nn.ReLU(),
-            nn.Linear(first, second), nn.ReLU(),
+            nn.Linear(hidden_size, first),
+            nn.ReLU(),
+            nn.Linear(first, second),
+            nn.ReLU(),
             nn.Linear(second, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         with torch.autocast(hidden.device.type, enabled=False):

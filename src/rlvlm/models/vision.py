@@ -292,8 +292,9 @@ def _games(games: Sequence[str] | str) -> tuple[str, ...]:
     for game in games:
         get_game(game)  # a ValueError naming the choices
         if game not in CARD_GAMES:
-            raise ValueError(f"{game} has no picture labels to learn; choose from "
-                             f"{', '.join(CARD_GAMES)}")  # fmt: skip
+            raise ValueError(
+                f"{game} has no picture labels to learn; choose from {', '.join(CARD_GAMES)}"
+            )
     if not games:
         raise ValueError(f"name at least one game: {', '.join(CARD_GAMES)}")
     return tuple(game for game in CARD_GAMES if game in set(games))
@@ -465,9 +466,13 @@ def cache_key(
     """A readable, collision-safe directory name for one pretraining run."""
     games = _games(games)
     settings = {
-        "preset": preset, "games": games, "steps": steps, "seed": seed,
-        "recipe": dataclasses.asdict(recipe), "code": code_version(),
-    }  # fmt: skip
+        "preset": preset,
+        "games": games,
+        "steps": steps,
+        "seed": seed,
+        "recipe": dataclasses.asdict(recipe),
+        "code": code_version(),
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     return f"{preset}-{'+'.join(games)}-{steps}-s{seed}-{digest[:16]}"
 

@@ -55,10 +55,13 @@ def _run_page(run: Run, out: Path) -> dict[str, Any]:
     ]
     measured = run.final_eval or run.sft_eval
     paper = [
-        {"system": system, "rate": rate,
-         "versus": versus(rate, measured["success_ci95"]) if measured else None}
+        {
+            "system": system,
+            "rate": rate,
+            "versus": versus(rate, measured["success_ci95"]) if measured else None,
+        }
         for system, rate in paper_rows(run.game)
-    ]  # fmt: skip
+    ]
     return {
         "title": f"rlvlm run {run.name}",
         "run": run,
@@ -74,10 +77,13 @@ def _run_page(run: Run, out: Path) -> dict[str, Any]:
 def _comparison_page(runs: list[Run], out: Path) -> dict[str, Any]:
     settings = differing_settings(runs)
     rows = [
-        {"run": run, "status": _status(run),
-         "settings": [flatten(run.config).get(key) for key in settings]}
+        {
+            "run": run,
+            "status": _status(run),
+            "settings": [flatten(run.config).get(key) for key in settings],
+        }
         for run in runs
-    ]  # fmt: skip
+    ]
     games = sorted({run.game for run in runs})
     return {
         "title": "rlvlm runs compared: " + ", ".join(run.name for run in runs),
@@ -128,14 +134,23 @@ def _replays(run: Run, out: Path) -> list[dict[str, Any]]:
     for stage, saved in run.replays.items():
         source, target = run.path / REPLAYS_DIR / stage, f"{IMAGES}/replays/{stage}"
         episodes = [
-            {**episode,
-             "final_src": _copy_picture(source, episode.get("final_image"), out, target),
-             "steps": [{**step, "src": _copy_picture(source, step.get("image"), out, target)}
-                       for step in episode["steps"]]}
+            {
+                **episode,
+                "final_src": _copy_picture(source, episode.get("final_image"), out, target),
+                "steps": [
+                    {**step, "src": _copy_picture(source, step.get("image"), out, target)}
+                    for step in episode["steps"]
+                ],
+            }
             for episode in saved["episodes"]
-        ]  # fmt: skip
-        stages.append({"label": STAGE_LABELS.get(stage, stage), "policy": saved.get("policy"),
-                       "episodes": episodes})  # fmt: skip
+        ]
+        stages.append(
+            {
+                "label": STAGE_LABELS.get(stage, stage),
+                "policy": saved.get("policy"),
+                "episodes": episodes,
+            }
+        )
     return stages
 
 
@@ -179,8 +194,11 @@ _ENVIRONMENT = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENVIRONMENT.filters |= {
-    "percent": _percent, "interval": _interval, "number": _number, "setting": _setting,
-}  # fmt: skip
+    "percent": _percent,
+    "interval": _interval,
+    "number": _number,
+    "setting": _setting,
+}
 
 
 def _render(template: str, context: dict[str, Any]) -> str:

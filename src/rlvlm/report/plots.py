@@ -23,34 +23,69 @@ class Panel:
 
 
 PANELS = (
-    Panel("Success rate", (("charts/success_rate", "training episodes"),
-                           ("eval/success_rate", "held-out evaluation")), percent=True,
-          full_scale=True),
-    Panel("Episode return", (("charts/episode_return", "training episodes"),
-                             ("eval/mean_return", "held-out evaluation"))),
-    Panel("Format errors (per step)", (("charts/format_error_rate", "training"),
-                                       ("eval/format_error_rate", "held-out evaluation")),
-          percent=True, full_scale=True),
-    Panel("Thought accuracy", (("charts/thought_accuracy", "training"),
-                               ("eval/thought_accuracy", "held-out evaluation")),
-          percent=True, full_scale=True),
-    Panel("Episode length", (("charts/episode_length", "training episodes"),
-                             ("eval/mean_length", "held-out evaluation"))),
+    Panel(
+        "Success rate",
+        (
+            ("charts/success_rate", "training episodes"),
+            ("eval/success_rate", "held-out evaluation"),
+        ),
+        percent=True,
+        full_scale=True,
+    ),
+    Panel(
+        "Episode return",
+        (
+            ("charts/episode_return", "training episodes"),
+            ("eval/mean_return", "held-out evaluation"),
+        ),
+    ),
+    Panel(
+        "Format errors (per step)",
+        (
+            ("charts/format_error_rate", "training"),
+            ("eval/format_error_rate", "held-out evaluation"),
+        ),
+        percent=True,
+        full_scale=True,
+    ),
+    Panel(
+        "Thought accuracy",
+        (("charts/thought_accuracy", "training"), ("eval/thought_accuracy", "held-out evaluation")),
+        percent=True,
+        full_scale=True,
+    ),
+    Panel(
+        "Episode length",
+        (
+            ("charts/episode_length", "training episodes"),
+            ("eval/mean_length", "held-out evaluation"),
+        ),
+    ),
     Panel("Policy loss", (("losses/policy_loss", "policy loss"),)),
     Panel("Value loss", (("losses/value_loss", "value loss"),)),
-    Panel("KL", (("losses/approx_kl", "approx. KL to the rollout policy"),
-                 ("losses/kl_reference", "KL to the starting policy"))),
+    Panel(
+        "KL",
+        (
+            ("losses/approx_kl", "approx. KL to the rollout policy"),
+            ("losses/kl_reference", "KL to the starting policy"),
+        ),
+    ),
     Panel("Clip fraction", (("losses/clipfrac", "clipped share"),), percent=True),
     Panel("Entropy (per token)", (("losses/entropy", "entropy"),)),
-    Panel("Reply log-probs (per step)", (("charts/thought_logprob", "thought tokens"),
-                                         ("charts/action_logprob", "action tokens"))),
-)  # fmt: skip
+    Panel(
+        "Reply log-probs (per step)",
+        (("charts/thought_logprob", "thought tokens"), ("charts/action_logprob", "action tokens")),
+    ),
+)
 
 _STYLES = ("-", "--", ":", "-.")
 
 
-def curve(panel: Panel, runs: Sequence[Run], reference: tuple[str, float] | None = None,
-          ) -> bytes | None:  # fmt: skip
+def curve(
+    panel: Panel,
+    runs: Sequence[Run],
+    reference: tuple[str, float] | None = None,
+) -> bytes | None:
     """The panel's curves for every run as PNG bytes, or None if no run logged any of them.
 
     One colour per run (per metric for one run) and one line style per metric;
@@ -74,13 +109,24 @@ def curve(panel: Panel, runs: Sequence[Run], reference: tuple[str, float] | None
             name = f"{name}: {label}"
         few = len(updates) < 40
         colour = run_index if len(runs) > 1 else series_index  # one run: a colour a metric
-        axes.plot(updates, values, _STYLES[series_index % len(_STYLES)],
-                  color=f"C{colour % 10}", marker="o" if few else None, markersize=3,
-                  label=name)  # fmt: skip
+        axes.plot(
+            updates,
+            values,
+            _STYLES[series_index % len(_STYLES)],
+            color=f"C{colour % 10}",
+            marker="o" if few else None,
+            markersize=3,
+            label=name,
+        )
     if reference is not None:
         label, value = reference
-        axes.axhline(100 * value if panel.percent else value, color="grey", linestyle=":",
-                     linewidth=1, label=label)  # fmt: skip
+        axes.axhline(
+            100 * value if panel.percent else value,
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label=label,
+        )
     axes.set_title(panel.title, fontsize=10)
     axes.set_xlabel("PPO update", fontsize=9)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))

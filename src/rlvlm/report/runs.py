@@ -15,8 +15,11 @@ from rlvlm.rl.metrics import METRICS_FILE, read_metrics
 #: Files of ``rlvlm.train``, repeated so that a report does not load torch (a test checks
 #: that they agree).
 CONFIG_FILE, SFT_EVAL_FILE, EVAL_FILE, REPLAYS_DIR = (
-    "config.yaml", "sft_eval.json", "eval.json", "replays",
-)  # fmt: skip
+    "config.yaml",
+    "sft_eval.json",
+    "eval.json",
+    "replays",
+)
 #: Replay stages in the order a run produces them.
 STAGES = ("sft", "final")
 

@@ -53,8 +53,9 @@ class RolloutBuffer:
     def full(self) -> bool:
         return len(self.images) == self.steps
 
-    def add(self, images, prompts, reply_ids, logprobs, values, rewards, terminated,
-            truncated) -> None:  # fmt: skip
+    def add(
+        self, images, prompts, reply_ids, logprobs, values, rewards, terminated, truncated
+    ) -> None:
         """One step of every environment. ``next_values`` (see ``gae``) are filled once the
         rollout is done: from ``final_observations`` and by ``fill_next_values``."""
         if self.full:
@@ -70,21 +71,32 @@ class RolloutBuffer:
         if not self.full:
             raise RuntimeError(f"the buffer holds {len(self.images)} of {self.steps} steps")
         self.advantages, self.returns = gae(
-            self.rewards, self.values, self.next_values, self.terminated, self.truncated,
-            gamma, gae_lambda,
-        )  # fmt: skip
+            self.rewards,
+            self.values,
+            self.next_values,
+            self.terminated,
+            self.truncated,
+            gamma,
+            gae_lambda,
+        )
 
-    def compute_group_advantages(self, group_size: int, *, step_level: bool, gamma: float,
-                                 step_weight: float, scale: bool) -> None:  # fmt: skip
+    def compute_group_advantages(
+        self, group_size: int, *, step_level: bool, gamma: float, step_weight: float, scale: bool
+    ) -> None:
         """GRPO's advantages, or GiGPO's with ``step_level`` (see ``group_advantages``). There
         is no critic to regress: the returns are left at 0."""
         if not self.full:
             raise RuntimeError(f"the buffer holds {len(self.images)} of {self.steps} steps")
         self.advantages = group_advantages(
-            self.rewards, self.terminated, self.truncated, group_size,
-            states=self.observation_keys() if step_level else None, gamma=gamma,
-            step_weight=step_weight, scale=scale,
-        )  # fmt: skip
+            self.rewards,
+            self.terminated,
+            self.truncated,
+            group_size,
+            states=self.observation_keys() if step_level else None,
+            gamma=gamma,
+            step_weight=step_weight,
+            scale=scale,
+        )
         self.returns = np.zeros_like(self.advantages)
 
     def observation_keys(self) -> np.ndarray:
@@ -124,5 +136,11 @@ class RolloutBuffer:
             def pick(array, index=index):
                 return torch.as_tensor(array.reshape(-1)[index])
 
-            yield Minibatch(index, pick(self.logprobs), pick(self.values), pick(self.advantages),
-                            pick(self.returns), pick(self.reference_logprobs))  # fmt: skip
+            yield Minibatch(
+                index,
+                pick(self.logprobs),
+                pick(self.values),
+                pick(self.advantages),
+                pick(self.returns),
+                pick(self.reference_logprobs),
+            )

@@ -49,9 +49,15 @@ def ppo_loss(
     ``vf_clip`` defaults to ``clip_coef``, as in CleanRL.
     """
     _check(
-        logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages, values=values,
-        old_values=old_values, returns=returns, entropy=entropy, mask=mask,
-    )  # fmt: skip
+        logprobs=logprobs,
+        old_logprobs=old_logprobs,
+        advantages=advantages,
+        values=values,
+        old_values=old_values,
+        returns=returns,
+        entropy=entropy,
+        mask=mask,
+    )
     if entropy is None and ent_coef != 0.0:
         raise ValueError(f"ent_coef={ent_coef} needs the entropy tensor; none was given")
     old_logprobs, advantages, old_values, returns = (

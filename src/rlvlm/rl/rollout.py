@@ -26,10 +26,17 @@ from rlvlm.models.policy import VLMPolicy
 from rlvlm.rl.buffer import RolloutBuffer
 
 
-def make_envs(game: str, num_envs: int, *, image_size: int,
-              vector: Literal["sync", "async"] = "sync",
-              on_invalid: Literal["random", "noop"] = "random", penalty: float = 1.0,
-              cot: bool = True, group_size: int = 1) -> gym.vector.VectorEnv:  # fmt: skip
+def make_envs(
+    game: str,
+    num_envs: int,
+    *,
+    image_size: int,
+    vector: Literal["sync", "async"] = "sync",
+    on_invalid: Literal["random", "noop"] = "random",
+    penalty: float = 1.0,
+    cot: bool = True,
+    group_size: int = 1,
+) -> gym.vector.VectorEnv:
     """``num_envs`` text-action copies of a game; a finished episode resets in the same step.
     With ``group_size`` G > 1, the environments whose reset seeds agree but for their last
     digit in base G play one sequence of deals (see ``SeedEachEpisode``)."""
@@ -67,8 +74,9 @@ class SeedEachEpisode(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def train_seeds(seed: int, update: int, process: int, num_envs: int,
-                group_size: int = 1) -> list[int]:  # fmt: skip
+def train_seeds(
+    seed: int, update: int, process: int, num_envs: int, group_size: int = 1
+) -> list[int]:
     """The reset seeds of one update's environments: below the held-out range, distinct for
     every (run seed, update, process) and environment. With ``group_size`` G, each group of
     G neighbours has seeds g * G, g * G + 1, ...: one group seed g, one deal sequence."""
@@ -117,8 +125,9 @@ def collect(
         if should_stop():
             return None
         images = list(observations)
-        generation = policy.generate(images, prompts, max_new_tokens=max_new_tokens,
-                                     temperature=temperature, top_p=top_p)  # fmt: skip
+        generation = policy.generate(
+            images, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p
+        )
         scores = generation.scores
         observations, rewards, terminated, truncated, infos = envs.step(tuple(generation.texts))
         next_prompts = list(infos["prompt"])
@@ -126,14 +135,22 @@ def collect(
         if t == buffer.steps - 1:  # the rollout's end cuts every running episode
             truncated = truncated | ~terminated
         for i in np.flatnonzero(truncated):  # bootstrapped later from the last observation
-            final = (observations[i], next_prompts[i]) if not ended[i] else (
-                infos["final_obs"][i], infos["final_info"]["prompt"][i])  # fmt: skip
+            final = (
+                (observations[i], next_prompts[i])
+                if not ended[i]
+                else (infos["final_obs"][i], infos["final_info"]["prompt"][i])
+            )
             buffer.final_observations[t, i] = final
         buffer.add(
-            images, prompts, generation.reply_ids,
-            scores.logprob(thought_coef).cpu().numpy(), scores.values.cpu().numpy(),
-            rewards, terminated, truncated,
-        )  # fmt: skip
+            images,
+            prompts,
+            generation.reply_ids,
+            scores.logprob(thought_coef).cpu().numpy(),
+            scores.values.cpu().numpy(),
+            rewards,
+            terminated,
+            truncated,
+        )
         returns += rewards
         lengths += 1
         won = infos.get("final_info", {}).get("won")  # games that say (ALFWorld); ended ones

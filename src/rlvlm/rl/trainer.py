@@ -40,9 +40,15 @@ class TrainingDiverged(RuntimeError):
 
 
 class PPOTrainer:
-    def __init__(self, config: TrainConfig, policy: VLMPolicy, run_dir: Path,
-                 accelerator: Accelerator | None = None, progress: bool = True,
-                 final_replays: Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: TrainConfig,
+        policy: VLMPolicy,
+        run_dir: Path,
+        accelerator: Accelerator | None = None,
+        progress: bool = True,
+        final_replays: Path | None = None,
+    ):
         self.config, self.ppo = config, config.ppo
         #: The last update is always evaluated (recording replays in ``final_replays``) and
         #: its whole result kept here, so the run's final evaluation needs no second pass.
@@ -59,18 +65,24 @@ class PPOTrainer:
             if self.ppo.kl_coef > 0
             else None
         )
-        self.optimizer = torch.optim.Adam(self._parameter_groups(), lr=self.ppo.lr,
-                                          eps=self.ppo.adam_eps)  # fmt: skip
+        self.optimizer = torch.optim.Adam(
+            self._parameter_groups(), lr=self.ppo.lr, eps=self.ppo.adam_eps
+        )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=self.ppo.updates, eta_min=self.ppo.lr_min
         )
         self.model, self.optimizer = prepare_training(
-            self.accelerator, policy, self.optimizer, minibatch_size=self.ppo.minibatch_size,
-            grad_accum=self.ppo.grad_accum, max_grad_norm=self.ppo.max_grad_norm,
-        )  # fmt: skip
+            self.accelerator,
+            policy,
+            self.optimizer,
+            minibatch_size=self.ppo.minibatch_size,
+            grad_accum=self.ppo.grad_accum,
+            max_grad_norm=self.ppo.max_grad_norm,
+        )
         self.accelerator.register_for_checkpointing(self.scheduler)
-        self.checkpoints = Checkpoints(self.run_dir / "checkpoints", config.keep_checkpoints,
-                                       self.accelerator)  # fmt: skip
+        self.checkpoints = Checkpoints(
+            self.run_dir / "checkpoints", config.keep_checkpoints, self.accelerator
+        )
         self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
         self.update = 0
         self._stop_requested = False
@@ -122,25 +134,44 @@ class PPOTrainer:
     def train(self) -> None:
         ppo = self.ppo
         process = self.accelerator.process_index
-        envs = make_envs(self.config.game, ppo.num_envs, image_size=self.policy.image_size,
-                         vector=ppo.vector, on_invalid=ppo.on_invalid,
-                         penalty=ppo.invalid_penalty, cot=ppo.cot,
-                         group_size=ppo.group_size)  # fmt: skip
-        bar = tqdm(total=ppo.updates, initial=self.update, desc="ppo", unit="update",
-                   disable=not self.progress, dynamic_ncols=True)  # fmt: skip
+        envs = make_envs(
+            self.config.game,
+            ppo.num_envs,
+            image_size=self.policy.image_size,
+            vector=ppo.vector,
+            on_invalid=ppo.on_invalid,
+            penalty=ppo.invalid_penalty,
+            cot=ppo.cot,
+            group_size=ppo.group_size,
+        )
+        bar = tqdm(
+            total=ppo.updates,
+            initial=self.update,
+            desc="ppo",
+            unit="update",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
         try:
             with self._interruptible():
                 while self.update < ppo.updates:
                     rng_at_start = _rng_state()
                     buffer = RolloutBuffer(ppo.steps_per_env, ppo.num_envs)
-                    seeds = train_seeds(self.config.seed, self.update, process, ppo.num_envs,
-                                        ppo.group_size)  # fmt: skip
+                    seeds = train_seeds(
+                        self.config.seed, self.update, process, ppo.num_envs, ppo.group_size
+                    )
                     self.policy.eval()
                     stats = collect(
-                        self.policy, envs, buffer, seeds, thought_coef=ppo.thought_coef,
-                        temperature=ppo.temperature, top_p=ppo.top_p,
-                        max_new_tokens=ppo.max_new_tokens, should_stop=self._stopping,
-                    )  # fmt: skip
+                        self.policy,
+                        envs,
+                        buffer,
+                        seeds,
+                        thought_coef=ppo.thought_coef,
+                        temperature=ppo.temperature,
+                        top_p=ppo.top_p,
+                        max_new_tokens=ppo.max_new_tokens,
+                        should_stop=self._stopping,
+                    )
                     if stats is None:  # interrupted before any weight changed: the
                         _set_rng_state(rng_at_start)  # resumed run collects this rollout again
                         self.save()
@@ -150,9 +181,10 @@ class PPOTrainer:
                     self.scheduler.step()
                     if self.update == ppo.updates:
                         self.final_evaluation = self.evaluate(
-                            replays=self.final_replays, name=f"ppo ({self.run_dir.name})",
+                            replays=self.final_replays,
+                            name=f"ppo ({self.run_dir.name})",
                             progress=self.progress,
-                        )  # fmt: skip
+                        )
                         metrics |= _eval_metrics(self.final_evaluation)
                     elif self._due(self.config.eval.every):
                         metrics |= _eval_metrics(self.evaluate())
@@ -186,9 +218,12 @@ class PPOTrainer:
                 buffer.advantages = self._normalized(buffer.advantages)
         else:
             buffer.compute_group_advantages(
-                ppo.group_size, step_level=ppo.advantage == "gigpo", gamma=ppo.gamma,
-                step_weight=ppo.step_advantage_weight, scale=ppo.group_std,
-            )  # fmt: skip
+                ppo.group_size,
+                step_level=ppo.advantage == "gigpo",
+                gamma=ppo.gamma,
+                step_weight=ppo.step_advantage_weight,
+                scale=ppo.group_std,
+            )
         sums: dict[str, float] = {}
         count = 0
         trainable = trainable_parameters(self.policy)
@@ -230,7 +265,7 @@ class PPOTrainer:
             "charts/tokens_per_s": stats.reply_tokens / stats.seconds,
             "time/rollout_seconds": stats.seconds,
             "time/train_seconds": train_seconds,
-        }  # fmt: skip
+        }
         if self.uses_critic:
             metrics["losses/explained_variance"] = _explained_variance(buffer)
         metrics |= _flat(thought_accuracy(stats.thought_checks), "charts/")
@@ -274,15 +309,26 @@ class PPOTrainer:
         scores = self.model(inputs, temperature=ppo.temperature)
         logprobs = scores.logprob(ppo.thought_coef)
         out = ppo_loss(
-            logprobs, batch.old_logprobs.to(device), batch.advantages.to(device),
-            scores.values, batch.old_values.to(device), batch.returns.to(device),
-            clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef if self.uses_critic else 0.0,
-            clip_vloss=ppo.clip_vloss, entropy=scores.entropy, ent_coef=ppo.ent_coef,
-        )  # fmt: skip
+            logprobs,
+            batch.old_logprobs.to(device),
+            batch.advantages.to(device),
+            scores.values,
+            batch.old_values.to(device),
+            batch.returns.to(device),
+            clip_coef=ppo.clip_coef,
+            vf_coef=ppo.vf_coef if self.uses_critic else 0.0,
+            clip_vloss=ppo.clip_vloss,
+            entropy=scores.entropy,
+            ent_coef=ppo.ent_coef,
+        )
         parts = {
-            "loss": out.loss, "policy_loss": out.policy_loss, "value_loss": out.value_loss,
-            "entropy": out.entropy, "approx_kl": out.approx_kl, "clipfrac": out.clipfrac,
-        }  # fmt: skip
+            "loss": out.loss,
+            "policy_loss": out.policy_loss,
+            "value_loss": out.value_loss,
+            "entropy": out.entropy,
+            "approx_kl": out.approx_kl,
+            "clipfrac": out.clipfrac,
+        }
         if not self.uses_critic:
             del parts["value_loss"]
         if self._starting_weights is not None:
@@ -317,16 +363,22 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, episodes: int | None = None, replays: Path | None = None,
-                 name: str | None = None, progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    def evaluate(
+        self,
+        episodes: int | None = None,
+        replays: Path | None = None,
+        name: str | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
         """Success and the rest on the fixed held-out episodes, played by the main process
         with the config's evaluation settings."""
         result: dict[str, Any] = {}
         if self.accelerator.is_main_process:
             self.policy.eval()
             name = name or f"update {self.update}"
-            result = evaluate(self.policy, self.config, episodes, name=name, replays=replays,
-                              progress=progress)  # fmt: skip
+            result = evaluate(
+                self.policy, self.config, episodes, name=name, replays=replays, progress=progress
+            )
         self.accelerator.wait_for_everyone()
         return result
 
@@ -357,21 +409,31 @@ class PPOTrainer:
             signal.signal(signal.SIGINT, previous)
 
 
-def evaluate(policy: VLMPolicy, config: TrainConfig, episodes: int | None = None,
-             name: str = "policy", progress: bool = False,
-             replays: Path | None = None) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    policy: VLMPolicy,
+    config: TrainConfig,
+    episodes: int | None = None,
+    name: str = "policy",
+    progress: bool = False,
+    replays: Path | None = None,
+) -> dict[str, Any]:
     """The held-out evaluation of ``config``: its episodes, seed and sampling settings.
     With ``replays``, the first ``config.eval.replays`` episodes are saved there turn by turn."""
     ppo, settings = config.ppo, config.eval
     temperature = ppo.temperature if settings.temperature is None else settings.temperature
-    player = ModelPolicy(policy, name, temperature=temperature,
-                         max_new_tokens=ppo.max_new_tokens)  # fmt: skip
+    player = ModelPolicy(policy, name, temperature=temperature, max_new_tokens=ppo.max_new_tokens)
     played = run_episodes(
-        config.game, player, episodes or settings.episodes, settings.seed,
-        batch_size=settings.batch_size, on_invalid=ppo.on_invalid, cot=ppo.cot,
-        env_kwargs={"image_size": policy.image_size}, progress=progress,
+        config.game,
+        player,
+        episodes or settings.episodes,
+        settings.seed,
+        batch_size=settings.batch_size,
+        on_invalid=ppo.on_invalid,
+        cot=ppo.cot,
+        env_kwargs={"image_size": policy.image_size},
+        progress=progress,
         record=settings.replays if replays else 0,
-    )  # fmt: skip
+    )
     if replays:
         save_replays(played, replays, game=config.game, policy=name)
     return summarize(played, config.game, name)
@@ -404,17 +466,25 @@ def _scalar(value: Any) -> bool:
 
 
 def _postfix(metrics: dict[str, float]) -> dict[str, str]:
-    shown = {"success": "charts/success_rate", "return": "charts/episode_return",
-             "eval": "eval/success_rate", "kl": "losses/approx_kl"}  # fmt: skip
+    shown = {
+        "success": "charts/success_rate",
+        "return": "charts/episode_return",
+        "eval": "eval/success_rate",
+        "kl": "losses/approx_kl",
+    }
     return {
-        label: f"{metrics[key]:.3g}" for label, key in shown.items()
+        label: f"{metrics[key]:.3g}"
+        for label, key in shown.items()
         if key in metrics and not math.isnan(metrics[key])
-    }  # fmt: skip
+    }
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}  # fmt: skip
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

@@ -42,8 +42,9 @@ def train_sft(
     """
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     if len(demonstrations) < accelerator.num_processes:
-        raise ValueError(f"{len(demonstrations)} demonstrations for "
-                         f"{accelerator.num_processes} processes")  # fmt: skip
+        raise ValueError(
+            f"{len(demonstrations)} demonstrations for {accelerator.num_processes} processes"
+        )
     # The loss never reaches the value head; left trainable, data-parallel training would
     # stop on parameters without a gradient.
     policy.value_head.requires_grad_(False)
@@ -53,21 +54,33 @@ def train_sft(
     total = steps_per_epoch * epochs
     optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=lr, betas=(0.9, 0.98))
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(20, total // 10), total)
-    model, optimizer = prepare_training(accelerator, policy, optimizer, minibatch_size=batch_size,
-                                        grad_accum=1, max_grad_norm=max_grad_norm)  # fmt: skip
+    model, optimizer = prepare_training(
+        accelerator,
+        policy,
+        optimizer,
+        minibatch_size=batch_size,
+        grad_accum=1,
+        max_grad_norm=max_grad_norm,
+    )
     rng = np.random.default_rng(seed)
     policy.train()
     running, start = None, time.perf_counter()
-    bar = tqdm(total=total, desc="sft", unit="step", dynamic_ncols=True,
-               disable=not (progress and accelerator.is_main_process))  # fmt: skip
+    bar = tqdm(
+        total=total,
+        desc="sft",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (progress and accelerator.is_main_process),
+    )
     for _ in range(epochs):
         order = rng.permutation(len(demonstrations))
         for step in range(steps_per_epoch):
             chunk = order[step * per_step : (step + 1) * per_step]
             mine = chunk[accelerator.process_index :: accelerator.num_processes]
             batch = [demonstrations[i] for i in mine]
-            inputs = policy.scoring_inputs([d.image for d in batch], [d.prompt for d in batch],
-                                           [replies[i] for i in mine])  # fmt: skip
+            inputs = policy.scoring_inputs(
+                [d.image for d in batch], [d.prompt for d in batch], [replies[i] for i in mine]
+            )
             scores = model(inputs)
             loss = -scores.token_logprobs.sum() / scores.reply_mask.sum()
             if not torch.isfinite(loss):
@@ -83,5 +96,9 @@ def train_sft(
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
     policy.eval()
-    return {"loss": running, "steps": total, "seconds": round(time.perf_counter() - start, 2),
-            "demonstrations": len(demonstrations)}  # fmt: skip
+    return {
+        "loss": running,
+        "steps": total,
+        "seconds": round(time.perf_counter() - start, 2),
+        "demonstrations": len(demonstrations),
+    }

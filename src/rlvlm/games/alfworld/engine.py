@@ -190,8 +190,9 @@ class Engine:
             (fact.name.lower(), *(name.strip().lower() for name in fact.names))
             for fact in state["facts"]
         )
-        return State(state["feedback"], tuple(state["admissible_commands"]), bool(state["won"]),
-                     facts)  # fmt: skip
+        return State(
+            state["feedback"], tuple(state["admissible_commands"]), bool(state["won"]), facts
+        )
 
 
 # ------------------------------------------------------------------------- goal conditions
@@ -217,8 +218,11 @@ def goal_conditions(traj_data: Mapping[str, Any], facts) -> tuple[int, int]:
     target = params["object_target"].lower()
     parent = (params.get("parent_target") or "").lower()
     targets = {o for o, kind in kind_of.items() if kind == target}
-    inside = [(o, r) for o, r in pairs.get("inreceptacle", ()) if o in targets
-              and kind_of.get(r) == parent]  # fmt: skip
+    inside = [
+        (o, r)
+        for o, r in pairs.get("inreceptacle", ())
+        if o in targets and kind_of.get(r) == parent
+    ]
 
     if task_type == "pick_and_place_simple":
         return int(bool(inside)), 1
@@ -232,21 +236,30 @@ def goal_conditions(traj_data: Mapping[str, Any], facts) -> tuple[int, int]:
         held = any(o in targets for _, o in pairs.get("holds", ()))
         here = {loc for _, loc in pairs.get("atlocation", ())}
         lit_here = any(
-            kind_of.get(o) == lamp and (o,) in pairs.get("istoggled", ())
+            kind_of.get(o) == lamp
+            and (o,) in pairs.get("istoggled", ())
             and (r, loc) in pairs.get("receptacleatlocation", ())
-            for o, r in pairs.get("inreceptacle", ()) for loc in here
-        )  # fmt: skip
+            for o, r in pairs.get("inreceptacle", ())
+            for loc in here
+        )
         return int(held) + int(lit_here), 2
-    changed_by = {"pick_clean_then_place_in_recep": "isclean",
-                  "pick_heat_then_place_in_recep": "ishot",
-                  "pick_cool_then_place_in_recep": "iscool"}[task_type]  # fmt: skip
+    changed_by = {
+        "pick_clean_then_place_in_recep": "isclean",
+        "pick_heat_then_place_in_recep": "ishot",
+        "pick_cool_then_place_in_recep": "iscool",
+    }[task_type]
     changed = {o for (o,) in pairs.get(changed_by, ()) if o in targets}
     met = int(bool(inside)) + int(bool(changed)) + int(any(o in changed for o, _ in inside))
     return met, 3
 
 
-def expert_wins(engine: Engine, game: Mapping[str, Any], traj_data: Mapping[str, Any],
-                max_steps: int, seed: Any = 0) -> bool:  # fmt: skip
+def expert_wins(
+    engine: Engine,
+    game: Mapping[str, Any],
+    traj_data: Mapping[str, Any],
+    max_steps: int,
+    seed: Any = 0,
+) -> bool:
     """Whether the package's expert wins the game within ``max_steps`` steps."""
     engine.load(game, traj_data)
     engine.reset(seed)

@@ -145,8 +145,10 @@ class ALFWorldTask(Task):
         return view.admissible.index("look") if "look" in view.admissible else 0
 
     def thoughts(self, view: ALFWorldView, action: int) -> dict[str, Any]:
-        return {"thoughts": f"{_situation(view)} My task is to {view.task}. "
-                            f"{_reason(view, view.admissible[action])}"}  # fmt: skip
+        return {
+            "thoughts": f"{_situation(view)} My task is to {view.task}. "
+            f"{_reason(view, view.admissible[action])}"
+        }
 
     def stated_facts(self, reply: str) -> dict[str, str]:
         # The whole reply, not its capped thoughts value: a long list of what is seen may
@@ -204,8 +206,15 @@ def draw_situation(view: ALFWorldView, size: int) -> np.ndarray:
     band = round(44 * unit)
     image[:band] = SKY
     for row, text in enumerate(_wrap(f"Task: {view.task}", 42)[:2]):
-        _text(image, text, round(6 * unit), round((6 + 17 * row) * unit), round(12 * unit),
-              render.WHITE, SKY)  # fmt: skip
+        _text(
+            image,
+            text,
+            round(6 * unit),
+            round((6 + 17 * row) * unit),
+            round(12 * unit),
+            render.WHITE,
+            SKY,
+        )
 
     columns = 3
     tile_w, tile_h, gap = (size - round(10 * unit)) // columns, round(13 * unit), round(2 * unit)
@@ -225,8 +234,11 @@ def draw_situation(view: ALFWorldView, size: int) -> np.ndarray:
     else:
         where = f"At: {view.at}" + (" (closed)" if view.closed else "")
     seen = "" if not view.at or view.closed else ", ".join(view.seen) or "nothing"
-    lines = [where, *(_wrap(f"Sees: {seen}", 44)[:3] if seen else []),
-             f"Holds: {view.holding or 'nothing'}"]  # fmt: skip
+    lines = [
+        where,
+        *(_wrap(f"Sees: {seen}", 44)[:3] if seen else []),
+        f"Holds: {view.holding or 'nothing'}",
+    ]
     for text in lines:
         if y + line > size:
             break
@@ -294,9 +306,14 @@ class ALFWorldEnv(CardGameEnv):
     v0: the alfworld 0.4.2 text engine, generated or official games, rlvlm's pictures.
     """
 
-    def __init__(self, split: str | None = None, task_type: str | None = None,
-                 max_steps: int = 50, image_size: int = 300,
-                 render_mode: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        split: str | None = None,
+        task_type: str | None = None,
+        max_steps: int = 50,
+        image_size: int = 300,
+        render_mode: str | None = None,
+    ):
         super().__init__(image_size, render_mode)
         if split is not None and split not in generate.SPLITS:
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(generate.SPLITS)}")
@@ -368,8 +385,9 @@ class ALFWorldEnv(CardGameEnv):
             if command.startswith("go to "):
                 self._at = command.removeprefix("go to ")
         else:  # the engine would answer the same, at the cost of a full step
-            self._state = engine.State("Nothing happens.", self._state.admissible,
-                                       self._state.won, self._state.facts)  # fmt: skip
+            self._state = engine.State(
+                "Nothing happens.", self._state.admissible, self._state.won, self._state.facts
+            )
         self.steps += 1
         self._progress = self._goal_progress()
         penalty = 0.0 if admissible else INADMISSIBLE_PENALTY
@@ -405,12 +423,17 @@ class ALFWorldEnv(CardGameEnv):
         seen = tuple(sorted(f[1] for f in facts if f[0] == "inreceptacle" and f[2] == self._at))
         traj = self.engine.traj_data
         return ALFWorldView(
-            task=_goal_of(self.engine), task_type=traj["task_type"],
-            observation=self._state.feedback, admissible=self._state.admissible[:MAX_COMMANDS],
-            receptacles=self._receptacles, at=self._at, closed=bool(self._at) and closed,
-            seen=() if closed else seen, holding=holding,
+            task=_goal_of(self.engine),
+            task_type=traj["task_type"],
+            observation=self._state.feedback,
+            admissible=self._state.admissible[:MAX_COMMANDS],
+            receptacles=self._receptacles,
+            at=self._at,
+            closed=bool(self._at) and closed,
+            seen=() if closed else seen,
+            holding=holding,
             expert_action=self.engine.expert_action,
-        )  # fmt: skip
+        )
 
     def _info(self, **extra: Any) -> dict[str, Any]:
         view = self.view()

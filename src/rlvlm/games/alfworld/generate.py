@@ -41,8 +41,12 @@ TASK_TYPES = (
 SPLITS = ("train", "valid_seen", "valid_unseen")
 #: ALFRED's unseen validation rooms: a kitchen, a living room, a bedroom and a bathroom.
 UNSEEN_FLOOR_PLANS = (10, 219, 308, 424)
-ROOM_TYPES = {"kitchen": range(1, 31), "living room": range(201, 231),
-              "bedroom": range(301, 331), "bathroom": range(401, 431)}  # fmt: skip
+ROOM_TYPES = {
+    "kitchen": range(1, 31),
+    "living room": range(201, 231),
+    "bedroom": range(301, 331),
+    "bathroom": range(401, 431),
+}
 #: Rooms in which ALFRED poses each task type (its ``GOALS_VALID``).
 TASK_ROOMS = {
     "pick_and_place_simple": {"kitchen", "living room", "bedroom", "bathroom"},
@@ -128,9 +132,10 @@ def load_room(floor_plan: int) -> Room:
             receptacles.append(Receptacle(rid, kind, _location(x, z, int(rotation), int(horizon))))
     placed = {r.kind for r in receptacles}
     missing = sorted(
-        kind for kind in listed
+        kind
+        for kind in listed
         if kind in holders and kind not in constants.MOVABLE_RECEPTACLES_SET and kind not in placed
-    )  # fmt: skip
+    )
     rng = np.random.default_rng([floor_plan, 7])  # the room's own stream: the same every game
     for kind in missing:
         for _ in range(MISSING_RECEPTACLE_COUNT.get(kind, 1)):
@@ -181,8 +186,9 @@ def arrange(room: Room, rng: np.random.Generator) -> list[Item]:
         items.append(Item(item_id, kind, receptacle))
 
     for kind in room.object_kinds:
-        holders = [r for r in room.receptacles
-                   if kind in constants.VAL_RECEPTACLE_OBJECTS.get(r.kind, ())]  # fmt: skip
+        holders = [
+            r for r in room.receptacles if kind in constants.VAL_RECEPTACLE_OBJECTS.get(r.kind, ())
+        ]
         if holders:
             for _ in range(int(rng.integers(1, MAX_INSTANCES + 1))):
                 put(kind, holders)
@@ -231,8 +237,9 @@ def candidate_tasks(task_type: str, room: Room, items: Sequence[Item]) -> list[T
     pickupable = [kind for kind in count if kind not in LAMPS]
     if task_type == "look_at_obj_in_light":
         lamps = [kind for kind in count if kind in LAMPS]
-        return [TaskParams(task_type, kind, toggle_target=lamp)
-                for lamp in lamps for kind in pickupable]  # fmt: skip
+        return [
+            TaskParams(task_type, kind, toggle_target=lamp) for lamp in lamps for kind in pickupable
+        ]
     needs = 2 if task_type == "pick_two_obj_and_place" else 1
     tool, ability = STATE_CHANGE.get(task_type, (None, None))
     if tool is not None and tool not in room.kinds():
@@ -256,8 +263,12 @@ def goal_text(params: TaskParams, rng: np.random.Generator) -> str:
     """The goal sentence, from the package's own templates, e.g. 'put some apple on fridge'."""
     templates = engine.goal_library()[params.task_type]["templates"]
     template = templates[int(rng.integers(len(templates)))]
-    return template.format(obj=params.object_target.lower(), recep=params.parent_target.lower(),
-                           toggle=params.toggle_target.lower(), mrecep="")  # fmt: skip
+    return template.format(
+        obj=params.object_target.lower(),
+        recep=params.parent_target.lower(),
+        toggle=params.toggle_target.lower(),
+        mrecep="",
+    )
 
 
 # -------------------------------------------------------------------------------- PDDL text
@@ -282,8 +293,10 @@ def pddl_problem(
 ) -> str:
     """The PDDL problem of a game, in the package's dialect of the ALFRED domain."""
     constants = engine.constants()
-    abilities = {ability: constants.VAL_ACTION_OBJECTS[ability]
-                 for ability in ("Cleanable", "Heatable", "Coolable")}  # fmt: skip
+    abilities = {
+        ability: constants.VAL_ACTION_OBJECTS[ability]
+        for ability in ("Cleanable", "Heatable", "Coolable")
+    }
     receptacles = room.receptacles
     locations = sorted({r.location for r in receptacles} | {start})
     # Declared as the package's own games declare them: every type, once.
@@ -322,10 +335,16 @@ def pddl_problem(
             if item.kind in kinds:
                 facts.append(f"({ability.lower()} {oid})")
 
-    goal = engine.goal_library()[params.task_type]["pddl"].format(
-        obj=params.object_target, recep=params.parent_target, toggle=params.toggle_target,
-        mrecep="",
-    ).replace("#", "-")  # fmt: skip
+    goal = (
+        engine.goal_library()[params.task_type]["pddl"]
+        .format(
+            obj=params.object_target,
+            recep=params.parent_target,
+            toggle=params.toggle_target,
+            mrecep="",
+        )
+        .replace("#", "-")
+    )
     indent = "\n        "
     return (
         f"(define (problem {name})\n(:domain alfred)\n(:objects{indent}"
@@ -394,8 +413,10 @@ def generate_game(
         params = tasks[int(rng.integers(len(tasks)))]
         start = _start(room, rng)
         task_id = f"{split}_{seed}" + (f"_{attempt}" if attempt else "")
-        name = (f"{params.task_type}-{params.object_target}-None-"
-                f"{params.parent_target or params.toggle_target}-{room.floor_plan}")  # fmt: skip
+        name = (
+            f"{params.task_type}-{params.object_target}-None-"
+            f"{params.parent_target or params.toggle_target}-{room.floor_plan}"
+        )
         grammar = engine.grammar().replace("UNKNOWN GOAL", goal_text(params, rng))
         game = {
             "pddl_domain": engine.domain(),
@@ -409,8 +430,14 @@ def generate_game(
     raise RuntimeError(f"no game the expert wins for seed {seed} in {split}")
 
 
-def write_suite(out: str | Path, games: int, split: str = "train", seed: int = 0,
-                max_steps: int = 50, progress: bool = False) -> list[Path]:  # fmt: skip
+def write_suite(
+    out: str | Path,
+    games: int,
+    split: str = "train",
+    seed: int = 0,
+    max_steps: int = 50,
+    progress: bool = False,
+) -> list[Path]:
     """Write ``games`` checked games of ``split`` under ``out/json_2.1.1/<split>/``, the tree
     ``alfworld-download`` makes, so ``ALFWORLD_DATA=out`` plays them. The task types take
     turns, so every type appears once there are six games. Returns the game files."""
