@@ -1,9 +1,10 @@
-"""Files written so that a crash never leaves a half-written one behind."""
+"""Files and directories written so that a crash never leaves a half-written one behind."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,3 +41,36 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def staging_path(path: str | os.PathLike[str]) -> Path:
+    """The hidden sibling in which the directory ``path`` is assembled before ``replace_dir``
+    swaps it in; the same name in every process, so that several can write into it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.saving")
+
+
+def replace_dir(staging: Path, path: str | os.PathLike[str]) -> None:
+    """Put the finished directory ``staging`` at ``path``. An old ``path`` is kept as a backup
+    until the swap is done, so a crash at any point leaves one of the two whole."""
+    path = Path(path)
+    backup = path.with_name(f".{path.name}.previous")
+    if path.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        path.rename(backup)
+    staging.rename(path)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """An empty directory to fill that becomes ``path`` only if the block completes; a crash
+    or an error leaves any old ``path`` as it was."""
+    staging = staging_path(path)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        replace_dir(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

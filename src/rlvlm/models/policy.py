@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import cached_property
@@ -34,7 +33,7 @@ from transformers import (
     ProcessorMixin,
 )
 
-from rlvlm.io import write_json
+from rlvlm.io import atomic_directory, write_json
 from rlvlm.models.families import Family, family_of
 from rlvlm.models.presets import PRESETS, build_preset
 from rlvlm.models.spans import action_start
@@ -339,9 +338,7 @@ class VLMPolicy(nn.Module):
         value head as safetensors, and ``rlvlm.json``.
         """
         path = Path(path)
-        staging = path.with_name(f".{path.name}.saving-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
+        with atomic_directory(path) as staging:
             self.model.save_pretrained(staging)
             self.processor.save_pretrained(staging)
             head = {
@@ -356,9 +353,6 @@ class VLMPolicy(nn.Module):
                 "lora": _is_peft(self.model),
             }
             write_json(staging / RLVLM_FILE, meta)
-            _replace_dir(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return path
 
 
@@ -451,16 +445,6 @@ class _SampledLogprobs(LogitsProcessor):
 
 def _is_peft(model: nn.Module) -> bool:
     return hasattr(model, "peft_config")
-
-
-def _replace_dir(staging: Path, path: Path) -> None:
-    """Put ``staging`` at ``path``; an old ``path`` is kept as a backup until the swap is done."""
-    backup = path.with_name(f".{path.name}.previous")
-    if path.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        path.rename(backup)
-    staging.rename(path)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def load_policy(

@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import SAFE_WEIGHTS_NAME
 from safetensors.torch import load_file
 
+from rlvlm.io import replace_dir, staging_path
 from rlvlm.models.policy import VLMPolicy
 
 STATE_DIR = "trainer_state"
@@ -52,7 +53,7 @@ class Checkpoints:
         """Every process calls this (each saves its RNG state; DeepSpeed its shards)."""
         accelerator = self.accelerator
         path = self.root / f"update-{update:06d}"
-        staging = self.root / f".{path.name}.saving"
+        staging = staging_path(path)  # every process writes its part of the state into it
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
             policy.save(staging)
@@ -60,8 +61,7 @@ class Checkpoints:
         accelerator.save_state(staging / STATE_DIR)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            shutil.rmtree(path, ignore_errors=True)  # a save of this update cut off earlier
-            staging.rename(path)
+            replace_dir(staging, path)
             for _, old in self.saved()[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
