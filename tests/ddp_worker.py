@@ -20,7 +20,7 @@ from rlvlm.models import PRESETS, load_policy
 from rlvlm.rl.buffer import RolloutBuffer
 from rlvlm.rl.rollout import collect, make_envs, train_seeds
 from rlvlm.rl.trainer import PPOTrainer
-from rlvlm.sft.data import write_demonstrations
+from rlvlm.sft.data import load_demonstrations, write_demonstrations
 
 #: Float32 throughout; an Adam epsilon of 1 makes the first step lr * g / (|g| + 1), close to
 #: linear in the gradient, so equal gradients give equal steps to float tolerance.
@@ -52,8 +52,9 @@ def train_both_stages(accelerator: Accelerator, out: Path, overrides: list[str])
             image_size=PRESETS[config.model.name].image_size,
         )
     accelerator.wait_for_everyone()
+    demonstrations = load_demonstrations(run_dir / "data")
     train.run_sft(
-        config, config.model.name, run_dir / "data", run_dir / "sft", accelerator, progress=False
+        config, config.model.name, demonstrations, run_dir / "sft", accelerator, progress=False
     )
     policy = load_policy(run_dir / "sft", device=accelerator.device, seed=config.seed)
     trainer = PPOTrainer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -136,14 +137,18 @@ def test_sft_only_needs_sft():
                 "tiny-llava",
                 "--out",
                 "/tmp/x",
-                "vision.steps=0",
             ],
             "/nonexistent",
         ),
+        (["train", "sft.data=/nonexistent"], "sft.data: no demonstrations at /nonexistent"),
     ],
 )
-def test_the_training_commands_bad_input_is_one_line_and_exit_code_2(argv, message):
-    done = subprocess.run([sys.executable, "-m", "rlvlm", *argv], capture_output=True, text=True)
+def test_the_training_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, message):
+    """Found before any work: nothing is cached, so a tiny preset's vision stage never began."""
+    env = os.environ | {"RLVLM_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "rlvlm", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert not (tmp_path / "cache").exists()
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], done.stderr

@@ -193,9 +193,12 @@ def test_a_malformed_line_is_named_by_its_number(tmp_path, bad_line, message):
     assert "\n" not in str(error.value)
 
 
-def test_a_missing_directory_or_image_is_an_error(tmp_path):
+def test_a_missing_directory_an_empty_file_or_a_missing_image_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"data\.jsonl not found"):
         load_demonstrations(tmp_path / "nowhere")
+    (tmp_path / "data.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match=r"no demonstrations in .*data\.jsonl: it is empty"):
+        load_demonstrations(tmp_path)
     line = good_line(tmp_path)
     (tmp_path / "a.png").unlink()
     (tmp_path / "data.jsonl").write_text(json.dumps(line) + "\n")

@@ -244,6 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlvlm import train
     from rlvlm.models.policy import check_loadable
     from rlvlm.rl.trainer import TrainingDiverged
+    from rlvlm.sft.data import load_demonstrations
 
     _quiet_transformers()
     given = {"game": args.game, "model.name": args.model, "out": args.out}
@@ -266,6 +267,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             check_loadable(config.model.name)
         except ValueError as error:
             raise _UsageError(f"model.name: {error}") from None
+        if config.sft.data:  # before the vision stage: its first line and that it is there
+            try:
+                load_demonstrations(config.sft.data, limit=1)
+            except ValueError as error:
+                raise _UsageError(f"sft.data: {error}") from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -304,16 +310,21 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from rlvlm import train
+    from rlvlm.models.policy import check_loadable
+    from rlvlm.sft.data import load_demonstrations
 
     _quiet_transformers()
     config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
+    try:  # every input, before the minutes of a tiny preset's vision stage
+        demonstrations = load_demonstrations(args.data)
+        check_loadable(config.model.name)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     accelerator = Accelerator(cpu=args.cpu or None)
     progress = sys.stderr.isatty()
     try:
         start = train.starting_model(config, progress)
-        report = train.run_sft(
-            config, start, Path(args.data), Path(args.out), accelerator, progress
-        )
+        report = train.run_sft(config, start, demonstrations, Path(args.out), accelerator, progress)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     if accelerator.is_main_process:

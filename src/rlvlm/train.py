@@ -32,6 +32,7 @@ from rlvlm.models.training import (
     set_precision,
     trainable_parameters,
 )
+from rlvlm.sft.data import DATA_FILE, Demonstration, load_demonstrations, write_demonstrations
 
 CONFIG_FILE = "config.yaml"
 SFT_DIR = "sft"
@@ -118,7 +119,8 @@ def run(
                 with accelerator.main_process_first():
                     _record_demonstrations(config, data_dir, progress and main)
             seed_stage(config.seed, "sft")
-            run_sft(config, start_model, data_dir, sft_dir, accelerator, progress)
+            demonstrations = load_demonstrations(data_dir)
+            run_sft(config, start_model, demonstrations, sft_dir, accelerator, progress)
         sft_eval = _evaluate_once(
             run_dir / SFT_EVAL_FILE, sft_dir, config, "sft", accelerator, progress
         )
@@ -204,17 +206,15 @@ def _reading(accuracy: Any) -> str:
 def run_sft(
     config: TrainConfig,
     start_model: str,
-    data_dir: Path,
+    demonstrations: list[Demonstration],
     out: Path,
     accelerator: Accelerator,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """SFT of ``start_model`` on the demonstrations in ``data_dir``, saved to ``out``."""
-    from rlvlm.sft.data import load_demonstrations
+    """SFT of ``start_model`` on ``demonstrations``, saved to ``out``."""
     from rlvlm.sft.trainer import train_sft
 
     sft = config.sft
-    demonstrations = load_demonstrations(data_dir)
     policy = load_for_training(start_model, config, accelerator)
     report = train_sft(
         policy,
@@ -236,8 +236,6 @@ def run_sft(
 
 def _record_demonstrations(config: TrainConfig, data_dir: Path, progress: bool) -> None:
     """The run's own demonstrations, recorded once, at the size the model sees."""
-    from rlvlm.sft.data import DATA_FILE, write_demonstrations
-
     if (data_dir / DATA_FILE).is_file():
         return
     name = config.model.name

@@ -177,6 +177,8 @@ def load_demonstrations(
                 demonstrations.append(_demonstration(record, data_file.parent, number))
             except ValueError as error:  # json's decode errors are ValueErrors too
                 raise ValueError(f"{data_file} line {number}: {error}") from None
+    if not demonstrations and limit != 0:
+        raise ValueError(f"no demonstrations in {data_file}: it is empty (see `rlvlm data`)")
     return demonstrations
 
 
