@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             on_invalid=args.on_invalid,
             cot=not args.no_cot,
             env_kwargs={"image_size": image_size},
-            progress=sys.stderr.isatty(),
+            progress=True,
             record=REPLAY_EPISODES if args.replays else 0,
         )
     except ApiError as error:
@@ -213,7 +213,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             seed=args.seed,
             image_size=image_size,
             cot=not args.no_cot,
-            progress=sys.stderr.isatty(),
+            progress=True,
         )
     except ValueError as error:  # what argparse cannot check, e.g. a caller's own image size
         raise _UsageError(str(error)) from None
@@ -280,7 +280,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         print(f"run directory: {run_dir}")
     try:
-        result = train.run(config, run_dir, accelerator=accelerator, progress=sys.stderr.isatty())
+        result = train.run(config, run_dir, accelerator=accelerator, progress=True)
     except TrainingDiverged as error:
         print(f"rlvlm train: {error}", file=sys.stderr)
         return 1
@@ -321,10 +321,9 @@ def cmd_sft(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise _UsageError(str(error)) from None
     accelerator = Accelerator(cpu=args.cpu or None)
-    progress = sys.stderr.isatty()
     try:
-        start = train.starting_model(config, progress)
-        report = train.run_sft(config, start, demonstrations, Path(args.out), accelerator, progress)
+        start = train.starting_model(config, progress=True)
+        report = train.run_sft(config, start, demonstrations, Path(args.out), accelerator)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     if accelerator.is_main_process:
@@ -469,7 +468,7 @@ def cmd_alfworld(args: argparse.Namespace) -> int:
             args.split,
             seed=args.seed,
             max_steps=args.max_steps,
-            progress=sys.stderr.isatty(),
+            progress=True,
         )
     except ImportError as error:
         raise _UsageError(str(error)) from None
@@ -490,7 +489,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     budget = {"steps": args.steps} if args.steps else {}
     try:
         path, report = pretrained_vision(
-            args.model, args.games, seed=args.seed, progress=sys.stderr.isatty(), **budget
+            args.model, args.games, seed=args.seed, progress=True, **budget
         )
     except OSError as error:
         raise _UsageError(f"cannot write the vision cache (set RLVLM_CACHE): {error}") from None

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rlvlm.evaluation.policies import Policy, Turn
 from rlvlm.games import make
 from rlvlm.games.wrappers import TextActions
+from rlvlm.progress import progress_bar
 
 #: Evaluation episodes take their seeds from here on and training takes seeds below it,
 #: so a held-out deal is never trained on.
@@ -122,8 +122,8 @@ def run_episodes(
         start(TextActions(make(game, **(env_kwargs or {})), on_invalid, cot=cot))
 
     finished = wins = 0
-    with tqdm(
-        total=episodes, desc=f"{game} {policy.name}", disable=not progress, unit="episode"
+    with progress_bar(
+        total=episodes, desc=f"{game} {policy.name}", enabled=progress, unit="episode"
     ) as bar:
         while running:
             batch, running = running, []

@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import CARD_GAMES, get_game
@@ -48,6 +47,7 @@ from rlvlm.games.base import CardGameEnv
 from rlvlm.io import write_json
 from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
 from rlvlm.models.presets import PRESETS
+from rlvlm.progress import progress_bar
 
 #: Steps of the default budget (batches of 64, shared round-robin by the games). Measured on
 #: tiny-llava with all four games, 2 CPU cores, 3.6 steps/s (4.6 minutes): held-out labels
@@ -384,7 +384,7 @@ def pretrain_vision(
     running: dict[str, float] = {}
     policy.model.train()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=f"vision {preset}", unit="step", disable=not progress)
+    bar = progress_bar(range(steps), desc=f"vision {preset}", unit="step", enabled=progress)
     for step in bar:
         game = games[step % len(games)]
         seeds = rng.integers(0, EVAL_SEED_BASE, recipe.batch_size)

@@ -27,6 +27,7 @@ from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
 from rlvlm.evaluation.metrics import thought_accuracy
 from rlvlm.models.policy import ScoringInputs, VLMPolicy
 from rlvlm.models.training import prepare_training, trainable_parameters
+from rlvlm.progress import progress_bar
 from rlvlm.rl.advantages import normalize
 from rlvlm.rl.buffer import Minibatch, RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
@@ -144,13 +145,12 @@ class PPOTrainer:
             cot=ppo.cot,
             group_size=ppo.group_size,
         )
-        bar = tqdm(
+        bar = progress_bar(
             total=ppo.updates,
             initial=self.update,
             desc="ppo",
             unit="update",
-            disable=not self.progress,
-            dynamic_ncols=True,
+            enabled=self.progress,
         )
         try:
             with self._interruptible():
@@ -189,8 +189,8 @@ class PPOTrainer:
                     elif self._due(self.config.eval.every):
                         metrics |= _eval_metrics(self.evaluate())
                     self.log.write(self.update, metrics)
-                    bar.update()
                     bar.set_postfix(_postfix(metrics), refresh=False)
+                    bar.update()
                     if self._due(self.config.checkpoint_every) or self._stop_requested:
                         self.save()
                     if self._stop_requested:

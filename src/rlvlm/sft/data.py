@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import get_game, make
 from rlvlm.games.base import Task
 from rlvlm.io import open_atomic, write_json
+from rlvlm.progress import progress_bar
 
 DATA_FILE = "data.jsonl"
 META_FILE = "meta.json"
@@ -103,7 +103,7 @@ def write_demonstrations(
     steps = successes = 0
     with (
         open_atomic(out / DATA_FILE) as data,
-        tqdm(seeds, desc=f"{game} demonstrations", unit="episode", disable=not progress) as bar,
+        progress_bar(seeds, desc=f"{game} demonstrations", unit="episode", enabled=progress) as bar,
     ):
         for episode, episode_seed in enumerate(bar):
             observation, _ = env.reset(seed=episode_seed)

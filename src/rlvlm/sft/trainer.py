@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from rlvlm.models.policy import VLMPolicy
 from rlvlm.models.training import prepare_training, trainable_parameters
+from rlvlm.progress import progress_bar
 from rlvlm.sft.data import Demonstration
 
 
@@ -65,12 +65,8 @@ def train_sft(
     rng = np.random.default_rng(seed)
     policy.train()
     running, start = None, time.perf_counter()
-    bar = tqdm(
-        total=total,
-        desc="sft",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not (progress and accelerator.is_main_process),
+    bar = progress_bar(
+        total=total, desc="sft", unit="step", enabled=progress and accelerator.is_main_process
     )
     for _ in range(epochs):
         order = rng.permutation(len(demonstrations))
@@ -92,8 +88,8 @@ def train_sft(
             optimizer.zero_grad(set_to_none=True)
             value = loss.item()
             running = value if running is None else 0.95 * running + 0.05 * value
-            bar.update()
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+            bar.update()
     bar.close()
     policy.eval()
     return {

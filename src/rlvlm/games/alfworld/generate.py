@@ -441,7 +441,7 @@ def write_suite(
     """Write ``games`` checked games of ``split`` under ``out/json_2.1.1/<split>/``, the tree
     ``alfworld-download`` makes, so ``ALFWORLD_DATA=out`` plays them. The task types take
     turns, so every type appears once there are six games. Returns the game files."""
-    from tqdm.auto import tqdm
+    from rlvlm.progress import progress_bar
 
     if games < 1:
         raise ValueError(f"games must be 1 or more, got {games}")
@@ -450,7 +450,8 @@ def write_suite(
     checker = engine.Engine()
     paths = []
     try:
-        for index in tqdm(range(games), desc=f"{split} games", unit="game", disable=not progress):
+        bar = progress_bar(range(games), desc=f"{split} games", unit="game", enabled=progress)
+        for index in bar:
             game_seed = int(np.random.default_rng([seed, index]).integers(1 << 62))
             task_type = TASK_TYPES[index % len(TASK_TYPES)]
             game = generate_game(game_seed, split, task_type, max_steps, check=checker)

@@ -1,0 +1,29 @@
+"""Progress where there is no terminal: plain lines, one per refresh, the latest state in each."""
+
+from rlvlm import progress
+from rlvlm.progress import progress_bar
+
+
+def test_without_a_terminal_progress_is_plain_lines(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "LINE_INTERVAL", 0.0)
+    bar = progress_bar(total=3, desc="ppo", unit="update")
+    for update in range(3):
+        bar.set_postfix(success=f"{update}0%", refresh=False)
+        bar.update()
+    bar.close()
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and len(lines) == len(set(lines)) == 4, err
+    assert lines[0].startswith("ppo: 0/3 updates, 00:00 elapsed, ETA ?")
+    assert lines[-1].startswith("ppo: 3/3 updates") and lines[-1].endswith(", success=20%")
+
+
+def test_a_line_waits_for_the_interval_and_a_disabled_bar_is_silent(capsys):
+    for _ in progress_bar(range(100), desc="sft"):  # far quicker than a minute
+        pass
+    for _ in progress_bar(range(100), desc="quiet", enabled=False):
+        pass
+    assert capsys.readouterr().err.splitlines() == [
+        "sft: 0/100 steps, 00:00 elapsed, ETA ?",
+        "sft: 100/100 steps, 00:00 elapsed, ETA 00:00",
+    ]
