@@ -358,6 +358,16 @@ def test_eval_prints_per_task_rows(capsys):
     assert lines[3].split()[:3] == ["pick", "1", "100.0%"]
 
 
+def test_eval_table_columns_stay_aligned_with_a_long_policy_name(capsys):
+    from rlvlm.cli import _print_result
+
+    episodes = [Episode(0, 1.0, 3, 0, 0), Episode(1, -1.0, 4, 0, 0)]
+    _print_result(summarize(episodes, "numberline", "runs/numberline-20261203-064100/sft"))
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.index("50.0%") == header.index("success")
+    assert row.index(" 2 ") + 1 == header.index("episodes")
+
+
 def test_eval_compare_paper_and_replays(tmp_path, capsys):
     from rlvlm.cli import REPLAY_EPISODES, main
 

@@ -152,15 +152,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _print_result(result: dict) -> None:
     """A header line and a row, then a row per task type (ALFWorld); fixed widths, so rows
-    of several runs line up."""
+    of several runs line up, widened where a name (a run's, a task type's) is longer."""
     rows = [(result["game"], result["policy"], result)]
     rows += [(f"  {task}", "", figures) for task, figures in result.get("per_task", {}).items()]
-    first = max(11, *(len(label) + 1 for label, _, _ in rows))  # task types are long
+    first = max(11, *(len(label) + 1 for label, _, _ in rows))
+    second = max(12, len(result["policy"]) + 1)
     for number, (game, policy, figures) in enumerate(rows):
         low, high = figures["success_ci95"]
         columns = [
             ("game", first, game),
-            ("policy", 12, policy),
+            ("policy", second, policy),
             ("episodes", 9, str(figures["episodes"])),
             ("success", 8, f"{figures['success_rate']:.1%}"),
             ("95% CI", 17, f"[{low:.1%}, {high:.1%}]"),
