@@ -1,4 +1,5 @@
-"""Pinned-state tables of every reward and termination rule of the four card games (SPEC s. 3)."""
+"""Pinned-state tables of every reward and termination rule of the four card games (the
+paper's rules, as the README's "The games" states them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rlvlm.games.cards import RANKS, SUITS, Card, hand_total
 
 SMALL = 64
 
-#: The action ids of SPEC section 3, written out independently of the games' own tables.
+#: The paper's action ids, written out independently of the games' own tables.
 EZ_ACTIONS = {"+": 10, "*": 11, "=": 12}
 P24_ACTIONS = {"+": 10, "-": 11, "*": 12, "/": 13, "(": 14, ")": 15, "=": 16}
 

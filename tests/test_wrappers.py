@@ -24,7 +24,7 @@ PINNED = {
     "blackjack": {"player": ["2H", "3S"], "dealer": ["10D", "6C"]},
 }
 
-#: The chain-of-thought keys SPEC section 3 asks for, before "action".
+#: The chain-of-thought keys of each game's reply format (the paper's prompts), before "action".
 COT_KEYS = {
     "numberline": ["current number", "target number", "thoughts"],
     "ezpoints": ["cards", "current formula", "thoughts"],

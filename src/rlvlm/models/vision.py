@@ -1,9 +1,9 @@
 """Vision pretraining for the tiny presets: teach a random vision tower to read the games.
 
 A tiny VLM trained from scratch does not learn to see through the language loss: reading stays
-at chance while the reply format is learnt (see OFFLINE.md). Real VLMs start from a pretrained
-vision encoder; the tiny presets get this stage instead. The vision tower and the projector
-train alone through a direct head per game that predicts the game's state labels
+at chance while the reply format is learnt (measured on every preset). Real VLMs start from a
+pretrained vision encoder; the tiny presets get this stage instead. The vision tower and the
+projector train alone through a direct head per game that predicts the game's state labels
 (``task.labels(view)``) from exactly the features the language model receives for the image:
 
     image -> processor -> model.get_image_features -> LayerNorm -> flatten all image tokens
@@ -63,11 +63,11 @@ REPORT_SUFFIX = ".json"
 
 @dataclass(frozen=True)
 class VisionRecipe:
-    """The hyperparameters of vision pretraining (OFFLINE.md's measured recipe)."""
+    """The hyperparameters of vision pretraining, as measured on the tiny presets."""
 
     batch_size: int = 64
-    #: The vision tower's and projector's learning rate. OFFLINE.md's 1e-3 (one game, a
-    #: 0.8 M tower) kept tiny-llava at chance on all four games together; 3e-4 reads them.
+    #: The vision tower's and projector's learning rate. 1e-3, enough for one game and a
+    #: 0.8 M tower, kept tiny-llava at chance on all four games together; 3e-4 reads them.
     lr: float = 3e-4
     #: The reading heads' learning rate.
     head_lr: float = 1e-3
