@@ -18,8 +18,9 @@ from rlvlm import train
 from rlvlm.config import load_config
 from rlvlm.models import PRESETS, load_policy
 from rlvlm.rl.buffer import RolloutBuffer
-from rlvlm.rl.rollout import collect, make_envs, train_seeds
+from rlvlm.rl.rollout import collect, make_envs
 from rlvlm.rl.trainer import PPOTrainer
+from rlvlm.seeds import train_seeds
 from rlvlm.sft.data import load_demonstrations, write_demonstrations
 
 #: Float32 throughout; an Adam epsilon of 1 makes the first step lr * g / (|g| + 1), close to

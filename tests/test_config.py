@@ -165,3 +165,24 @@ def test_a_model_that_cannot_load_is_refused_before_the_run_directory_is_made(tm
 def test_a_dataclass_default_config_is_the_papers():
     config = TrainConfig()
     assert config.ppo.lr == 1e-5 and config.ppo.clip_coef == 0.1 and config.model.lora
+
+
+def test_a_config_is_built_and_checked_without_torch():
+    """So that the command line's config errors come at once, not after torch has loaded."""
+    code = (
+        "import sys\n"
+        "from rlvlm.config import load_config\n"
+        "from rlvlm.layout import new_run_dir\n"
+        "new_run_dir(load_config('tiny/ezpoints', ['model.freeze=[vision]']))\n"
+        "heavy = {'torch', 'transformers', 'accelerate'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_config_names_the_presets_the_models_build():
+    from rlvlm.config import TINY_PRESETS
+    from rlvlm.models import PRESETS
+
+    assert tuple(PRESETS) == TINY_PRESETS

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from rlvlm.cli import main
-from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import make
 from rlvlm.games.numberline import MINUS, PLUS, NumberLineTask, NumberLineView
+from rlvlm.seeds import EVAL_SEED_BASE
 from rlvlm.sft import (
     Demonstration,
     demonstration_seeds,

@@ -24,8 +24,8 @@ from rlvlm.evaluation import (
     summarize,
     wilson_interval,
 )
-from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.evaluation.paper import comparison_table, paper_rows, versus
+from rlvlm.seeds import EVAL_SEED_BASE
 
 GAME_NAMES = list(rlvlm.games.CARD_GAMES)  # ALFWorld: tests/test_alfworld.py
 SMALL = {"image_size": 64}

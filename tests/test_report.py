@@ -14,7 +14,7 @@ from PIL import Image
 from rlvlm import train
 from rlvlm.cli import main
 from rlvlm.config import load_config
-from rlvlm.report import load_run, runs, write_report
+from rlvlm.report import load_run, write_report
 from rlvlm.report.plots import PANELS, curve
 
 SHORT_RUN = [
@@ -199,12 +199,3 @@ def test_report_errors_are_one_line(two_runs, tmp_path, capsys):
         assert main(["report", *argv]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error and error.startswith("rlvlm report:")
-
-
-def test_the_report_reads_the_files_the_trainer_writes():
-    assert (runs.CONFIG_FILE, runs.SFT_EVAL_FILE, runs.EVAL_FILE, runs.REPLAYS_DIR) == (
-        train.CONFIG_FILE,
-        train.SFT_EVAL_FILE,
-        train.EVAL_FILE,
-        train.REPLAYS_DIR,
-    )

@@ -29,8 +29,9 @@ from rlvlm.rl.buffer import RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
 from rlvlm.rl.loss import ppo_loss
 from rlvlm.rl.metrics import read_metrics
-from rlvlm.rl.rollout import collect, make_envs, train_seeds
+from rlvlm.rl.rollout import collect, make_envs
 from rlvlm.rl.trainer import PPOTrainer, TrainingDiverged
+from rlvlm.seeds import train_seeds
 from rlvlm.sft.data import write_demonstrations
 
 ROOT = Path(__file__).resolve().parents[1]

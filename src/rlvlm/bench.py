@@ -329,7 +329,8 @@ def bench_scale(
 def _rollout(trainer):
     """One rollout of the trainer's config from its policy, as its first update collects it."""
     from rlvlm.rl.buffer import RolloutBuffer
-    from rlvlm.rl.rollout import collect, make_envs, train_seeds
+    from rlvlm.rl.rollout import collect, make_envs
+    from rlvlm.seeds import train_seeds
 
     config, ppo, policy = trainer.config, trainer.ppo, trainer.policy
     envs = make_envs(

@@ -240,14 +240,8 @@ def _config(args: argparse.Namespace, fixed: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from accelerate import Accelerator
+    from rlvlm.layout import new_run_dir, resume_config
 
-    from rlvlm import train
-    from rlvlm.models.policy import check_loadable
-    from rlvlm.rl.trainer import TrainingDiverged
-    from rlvlm.sft.data import load_demonstrations
-
-    _quiet_transformers()
     given = {"game": args.game, "model.name": args.model, "out": args.out}
     fixed = [f"{key}={value}" for key, value in given.items() if value]
     if args.resume:
@@ -258,12 +252,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         run_dir = Path(args.resume)
         try:
-            config = train.resume_config(run_dir, args.overrides)
+            config = resume_config(run_dir, args.overrides)
         except ValueError as error:
             raise _UsageError(f"argument --resume: {error}") from None
     else:
         config = _config(args, fixed)
-        run_dir = train.new_run_dir(config)
+        run_dir = new_run_dir(config)
+    # The config holds (checked without torch, so at once); now what it names.
+    from accelerate import Accelerator
+
+    from rlvlm import train
+    from rlvlm.models.policy import check_loadable
+    from rlvlm.rl.trainer import TrainingDiverged
+    from rlvlm.sft.data import load_demonstrations
+
+    _quiet_transformers()
+    if not args.resume:
         try:  # before the run directory exists, so that a bad name leaves nothing behind
             check_loadable(config.model.name)
         except ValueError as error:
@@ -308,6 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
+    config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
     from accelerate import Accelerator
 
     from rlvlm import train
@@ -315,7 +320,6 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from rlvlm.sft.data import load_demonstrations
 
     _quiet_transformers()
-    config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
     try:  # every input, before the minutes of a tiny preset's vision stage
         demonstrations = load_demonstrations(args.data)
         check_loadable(config.model.name)

@@ -21,6 +21,13 @@ import yaml
 
 from rlvlm.games import GAMES
 
+# Names only, so that building and checking a config needs no torch (``rlvlm.models`` has the
+# things they name; a test keeps the two equal).
+#: The parts of a VLM that LoRA adapts or full fine-tuning freezes.
+MODEL_PARTS = ("vision", "projector", "language")
+#: The tiny presets, which ``rlvlm.models.presets`` builds.
+TINY_PRESETS = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-idefics3")
+
 #: What ``rlvlm train`` runs without arguments.
 DEFAULT_CONFIG = "tiny/numberline"
 
@@ -48,12 +55,11 @@ class ModelConfig:
     needs bf16 autocast (model.bf16) when they are not float32."""
 
     def __post_init__(self):
-        from rlvlm.models.training import PARTS
-
         for key in ("lora_parts", "freeze"):
-            if unknown := set(getattr(self, key)) - set(PARTS):
+            if unknown := set(getattr(self, key)) - set(MODEL_PARTS):
                 raise ValueError(
-                    f"model.{key}: unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}"
+                    f"model.{key}: unknown parts {sorted(unknown)}; "
+                    f"choose from {', '.join(MODEL_PARTS)}"
                 )
 
 
@@ -268,9 +274,7 @@ def _shipped_root(kind: str):
 
 def default_config_name(game: str | None, model: str | None) -> str:
     """``tiny/<game>`` for a tiny preset (or no model), ``paper/<game>`` for any other."""
-    from rlvlm.models.presets import PRESETS
-
-    group = "tiny" if model is None or model in PRESETS else "paper"
+    group = "tiny" if model is None or model in TINY_PRESETS else "paper"
     return f"{group}/{game or 'numberline'}"
 
 

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 
-from rlvlm.config import TrainConfig, read_yaml, to_yaml
+from rlvlm.config import TrainConfig, to_yaml
 from rlvlm.io import write_atomic, write_json
+from rlvlm.layout import CONFIG_FILE, DATA_DIR, EVAL_FILE, REPLAYS_DIR, SFT_DIR, SFT_EVAL_FILE
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
 from rlvlm.models.training import (
     add_lora,
@@ -33,29 +33,6 @@ from rlvlm.models.training import (
     trainable_parameters,
 )
 from rlvlm.sft.data import DATA_FILE, Demonstration, load_demonstrations, write_demonstrations
-
-CONFIG_FILE = "config.yaml"
-SFT_DIR = "sft"
-SFT_EVAL_FILE = "sft_eval.json"
-EVAL_FILE = "eval.json"
-REPLAYS_DIR = "replays"
-
-
-def new_run_dir(config: TrainConfig) -> Path:
-    name = config.name or (
-        f"{config.game}-{Path(config.model.name).name}-{datetime.now():%Y%m%d-%H%M%S}"
-    )
-    return Path(config.out) / name
-
-
-def resume_config(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """The config a run was started with, with ``key=value`` overrides on top."""
-    from rlvlm.config import load_config
-
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    read_yaml(run_dir / CONFIG_FILE)  # a clear error for a damaged file
-    return load_config(run_dir / CONFIG_FILE, overrides)
 
 
 def load_for_training(start_model: str, config: TrainConfig, accelerator: Accelerator) -> VLMPolicy:
@@ -114,7 +91,7 @@ def run(
     sft_eval = None
     if config.sft.episodes > 0 or config.sft.data:
         if not (sft_dir / "rlvlm.json").is_file():
-            data_dir = Path(config.sft.data) if config.sft.data else run_dir / "data"
+            data_dir = Path(config.sft.data) if config.sft.data else run_dir / DATA_DIR
             if not config.sft.data:
                 with accelerator.main_process_first():
                     _record_demonstrations(config, data_dir, progress and main)

@@ -1,7 +1,7 @@
 """Playing episodes with a policy and summarising them."""
 
 from rlvlm.evaluation.api import ApiError, ApiPolicy, ApiSettings
-from rlvlm.evaluation.episodes import Episode, Step, eval_seeds, run_episodes
+from rlvlm.evaluation.episodes import Episode, Step, run_episodes
 from rlvlm.evaluation.metrics import summarize, wilson_interval
 from rlvlm.evaluation.policies import (
     ModelPolicy,
@@ -12,6 +12,7 @@ from rlvlm.evaluation.policies import (
     make_policy,
 )
 from rlvlm.evaluation.replays import load_replays, save_replays
+from rlvlm.seeds import eval_seeds
 
 __all__ = [
     "ApiError",

@@ -12,11 +12,7 @@ from rlvlm.evaluation.policies import Policy, Turn
 from rlvlm.games import make
 from rlvlm.games.wrappers import TextActions
 from rlvlm.progress import progress_bar
-
-#: Evaluation episodes take their seeds from here on and training takes seeds below it,
-#: so a held-out deal is never trained on.
-EVAL_SEED_BASE = 1 << 32
-_SEEDS_PER_EVAL_SEED = 1 << 20
+from rlvlm.seeds import eval_seeds
 
 
 @dataclass(frozen=True)
@@ -59,20 +55,6 @@ class Episode:
     def success(self) -> bool:
         """Won, where the game says; otherwise a return above 0 (the paper's definition)."""
         return self.won if self.won is not None else self.episode_return > 0
-
-
-def eval_seeds(episodes: int, seed: int = 0) -> list[int]:
-    """The reset seeds of the held-out episodes: the same deals for every policy.
-
-    >>> eval_seeds(2, seed=1)[0] - eval_seeds(2, seed=0)[0]
-    1048576
-    """
-    if not 0 < episodes <= _SEEDS_PER_EVAL_SEED:
-        raise ValueError(f"episodes must be in 1..{_SEEDS_PER_EVAL_SEED}, got {episodes}")
-    if seed < 0:
-        raise ValueError(f"seed must be 0 or more, got {seed}")
-    start = EVAL_SEED_BASE + seed * _SEEDS_PER_EVAL_SEED
-    return list(range(start, start + episodes))
 
 
 @dataclass

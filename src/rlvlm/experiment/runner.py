@@ -22,7 +22,8 @@ from typing import Literal
 from rlvlm.config import TrainConfig, to_yaml
 from rlvlm.experiment.spec import Cell, Experiment
 from rlvlm.io import write_atomic
-from rlvlm.report.runs import CONFIG_FILE, EVAL_FILE, flatten
+from rlvlm.layout import CONFIG_FILE, EVAL_FILE, resume_config
+from rlvlm.report.runs import flatten
 
 LOG_DIR = "logs"
 Status = Literal["done", "started", "new"]
@@ -48,8 +49,6 @@ def status(cell: Cell) -> Status:
 def check_unchanged(cell: Cell) -> None:
     """A started or finished cell must still be the run the spec describes: a table never
     mixes runs of two versions of a spec."""
-    from rlvlm.train import resume_config
-
     saved = flatten(resume_config(cell.run_dir).to_dict())
     wanted = flatten(cell.config.to_dict())
     if changed := sorted(

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from rlvlm.experiment.spec import Cell, Experiment
 from rlvlm.io import write_atomic, write_json
+from rlvlm.layout import CONFIG_FILE
 from rlvlm.report.plots import png
 from rlvlm.report.runs import Run, load_run
 
@@ -27,7 +28,7 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
     intervals and thought accuracy, and the peak held-out success after a PPO update within
     the step budget."""
     row: dict[str, Any] = {"cell": cell.name, "axes": cell.axes, "updates_done": 0}
-    if not (cell.run_dir / "config.yaml").is_file():
+    if not (cell.run_dir / CONFIG_FILE).is_file():
         return row | {"status": "new"}
     run = load_run(cell.run_dir)
     row["status"] = "done" if run.final_eval else "started"
@@ -154,7 +155,7 @@ def curves(
     by_group: dict[str, list[tuple[list[int], list[float]]]] = {}
     games: dict[str, str] = {}
     for cell in cells:
-        if not (cell.run_dir / "config.yaml").is_file():
+        if not (cell.run_dir / CONFIG_FILE).is_file():
             continue
         steps, success = curve(load_run(cell.run_dir), metric)
         if steps:

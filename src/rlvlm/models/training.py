@@ -8,22 +8,22 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from rlvlm.config import MODEL_PARTS
 from rlvlm.models.policy import VLMPolicy
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-PARTS = ("vision", "projector", "language")
-
 
 def _check_parts(parts: Iterable[str]) -> set[str]:
     parts = set(parts)
-    if unknown := parts - set(PARTS):
-        raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if unknown := parts - set(MODEL_PARTS):
+        choices = ", ".join(MODEL_PARTS)
+        raise ValueError(f"unknown model parts {sorted(unknown)}; choose from {choices}")
     return parts
 
 
-def lora_targets(policy: VLMPolicy, parts: Iterable[str] = PARTS) -> list[str]:
+def lora_targets(policy: VLMPolicy, parts: Iterable[str] = MODEL_PARTS) -> list[str]:
     """Every linear layer in the chosen parts, except the output layer (tied to the input
     embeddings in many models)."""
     parts = _check_parts(parts)
@@ -42,7 +42,7 @@ def add_lora(
     rank: int = 128,
     alpha: int = 256,
     dropout: float = 0.05,
-    parts: Iterable[str] = PARTS,
+    parts: Iterable[str] = MODEL_PARTS,
 ) -> VLMPolicy:
     """Wrap the model in LoRA adapters on every linear layer of ``parts`` (all by default,
     vision tower included, as in the paper). Only the adapters and the value head train."""

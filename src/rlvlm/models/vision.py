@@ -41,13 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import CARD_GAMES, get_game
 from rlvlm.games.base import CardGameEnv
 from rlvlm.io import write_json
 from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
 from rlvlm.models.presets import PRESETS
 from rlvlm.progress import progress_bar
+from rlvlm.seeds import EVAL_SEED_BASE
 
 #: Steps of the default budget (batches of 64, shared round-robin by the games). Measured on
 #: tiny-llava with all four games, 2 CPU cores, 3.6 steps/s (4.6 minutes): held-out labels

@@ -10,16 +10,9 @@ from typing import Any
 import yaml
 
 from rlvlm.evaluation.replays import load_replays
-from rlvlm.rl.metrics import METRICS_FILE, read_metrics
+from rlvlm.layout import CONFIG_FILE, EVAL_FILE, METRICS_FILE, REPLAYS_DIR, SFT_EVAL_FILE
+from rlvlm.rl.metrics import read_metrics
 
-#: Files of ``rlvlm.train``, repeated so that a report does not load torch (a test checks
-#: that they agree).
-CONFIG_FILE, SFT_EVAL_FILE, EVAL_FILE, REPLAYS_DIR = (
-    "config.yaml",
-    "sft_eval.json",
-    "eval.json",
-    "replays",
-)
 #: Replay stages in the order a run produces them.
 STAGES = ("sft", "final")
 

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvlm.io import write_atomic
-
-METRICS_FILE = "metrics.jsonl"
+from rlvlm.layout import METRICS_FILE, TENSORBOARD_DIR
 
 
 class MetricsLog:
@@ -46,7 +45,7 @@ class MetricsLog:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self._writer = SummaryWriter(str(self.path.parent / TENSORBOARD_DIR))
         return self._writer
 
     def close(self) -> None:

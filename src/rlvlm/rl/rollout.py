@@ -19,11 +19,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import make
 from rlvlm.games.wrappers import TextActions
 from rlvlm.models.policy import VLMPolicy
 from rlvlm.rl.buffer import RolloutBuffer
+from rlvlm.seeds import EVAL_SEED_BASE
 
 
 def make_envs(
@@ -72,17 +72,6 @@ class SeedEachEpisode(gym.Wrapper):
         if self._deal_seeds is not None:
             seed = int(self._deal_seeds.integers(0, EVAL_SEED_BASE))
         return self.env.reset(seed=seed, options=options)
-
-
-def train_seeds(
-    seed: int, update: int, process: int, num_envs: int, group_size: int = 1
-) -> list[int]:
-    """The reset seeds of one update's environments: below the held-out range, distinct for
-    every (run seed, update, process) and environment. With ``group_size`` G, each group of
-    G neighbours has seeds g * G, g * G + 1, ...: one group seed g, one deal sequence."""
-    rng = np.random.default_rng([seed, update, process])
-    groups = rng.integers(0, EVAL_SEED_BASE // group_size, num_envs // group_size)
-    return [int(g * group_size + member) for g in groups for member in range(group_size)]
 
 
 @dataclass

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from rlvlm.config import TrainConfig
 from rlvlm.evaluation import ModelPolicy, run_episodes, save_replays, summarize
 from rlvlm.evaluation.metrics import thought_accuracy
+from rlvlm.layout import CHECKPOINTS_DIR
 from rlvlm.models.policy import ScoringInputs, VLMPolicy
 from rlvlm.models.training import prepare_training, trainable_parameters
 from rlvlm.progress import progress_bar
@@ -33,7 +34,8 @@ from rlvlm.rl.buffer import Minibatch, RolloutBuffer
 from rlvlm.rl.checkpoints import Checkpoints
 from rlvlm.rl.loss import ppo_loss
 from rlvlm.rl.metrics import MetricsLog
-from rlvlm.rl.rollout import RolloutStats, collect, make_envs, train_seeds
+from rlvlm.rl.rollout import RolloutStats, collect, make_envs
+from rlvlm.seeds import train_seeds
 
 
 class TrainingDiverged(RuntimeError):
@@ -82,7 +84,7 @@ class PPOTrainer:
         )
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.checkpoints = Checkpoints(
-            self.run_dir / "checkpoints", config.keep_checkpoints, self.accelerator
+            self.run_dir / CHECKPOINTS_DIR, config.keep_checkpoints, self.accelerator
         )
         self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
         self.update = 0

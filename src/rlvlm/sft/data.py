@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from rlvlm.evaluation.episodes import EVAL_SEED_BASE
 from rlvlm.games import get_game, make
 from rlvlm.games.base import Task
 from rlvlm.io import open_atomic, write_json
 from rlvlm.progress import progress_bar
+from rlvlm.seeds import demonstration_seeds
 
 DATA_FILE = "data.jsonl"
 META_FILE = "meta.json"
@@ -48,24 +48,6 @@ class DemonstrationSummary(NamedTuple):
     episodes: int
     steps: int
     success_rate: float  # of the recorded episodes (return > 0), exploration included
-
-
-def demonstration_seeds(episodes: int, seed: int = 0) -> list[int]:
-    """The reset seeds of the demonstration episodes, all below ``EVAL_SEED_BASE``.
-
-    They are drawn from ``np.random.default_rng(seed)``, so a seed always gives the same deals
-    and no deal is one of the held-out evaluation episodes.
-
-    >>> demonstration_seeds(3, seed=7) == demonstration_seeds(3, seed=7)
-    True
-    >>> all(0 <= s < EVAL_SEED_BASE for s in demonstration_seeds(100))
-    True
-    """
-    if episodes < 1:
-        raise ValueError(f"episodes must be 1 or more, got {episodes}")
-    if seed < 0:
-        raise ValueError(f"seed must be 0 or more, got {seed}")
-    return [int(s) for s in np.random.default_rng(seed).integers(0, EVAL_SEED_BASE, episodes)]
 
 
 def write_demonstrations(

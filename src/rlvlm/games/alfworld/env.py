@@ -17,15 +17,13 @@ from rlvlm.games import render
 from rlvlm.games.alfworld import engine, generate
 from rlvlm.games.base import CardGameEnv, Label, Task, reply_format
 from rlvlm.games.parsing import ParsedAction, parse_choice
+from rlvlm.seeds import EVAL_SEED_BASE
 
 #: The action space's size. Rooms offer at most about 60 commands at a time; an index beyond
 #: the admissible commands of the moment is an inadmissible action.
 MAX_COMMANDS = 256
 WIN_REWARD = 50.0
 INADMISSIBLE_PENALTY = 1.0
-#: Reset seeds from here on (rlvlm's held-out evaluation seeds) play ``valid_unseen`` games
-#: when no split is given; lower ones play ``train`` games.
-EVAL_SEED_BASE = 1 << 32
 OFFICIAL_SUBDIR = "json_2.1.1"
 #: Games generated in this process, by (seed, split, task type): a reset replays one for free.
 _GENERATED: OrderedDict[tuple, generate.GeneratedGame] = OrderedDict()
@@ -339,7 +337,7 @@ class ALFWorldEnv(CardGameEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        if seed is not None and self.split is None:
+        if seed is not None and self.split is None:  # held-out seeds play unseen rooms
             self._split = "valid_unseen" if seed >= EVAL_SEED_BASE else "train"
         game_seed = int(self.np_random.integers(1 << 62))
         game, traj_data = self._game(game_seed, options or {})
