@@ -13,8 +13,9 @@ def test_without_a_terminal_progress_is_plain_lines(monkeypatch, capsys):
     bar.close()
     err = capsys.readouterr().err
     lines = err.splitlines()
-    assert "\r" not in err and len(lines) == len(set(lines)) == 4, err
-    assert lines[0].startswith("ppo: 0/3 updates, 00:00 elapsed, ETA ?")
+    assert "\r" not in err and len(lines) == len(set(lines)) == 3, err
+    assert lines[0].startswith("ppo: 1/3 updates, 00:00 elapsed, ETA ")
+    assert lines[0].endswith(", success=00%")
     assert lines[-1].startswith("ppo: 3/3 updates") and lines[-1].endswith(", success=20%")
 
 
@@ -23,7 +24,13 @@ def test_a_line_waits_for_the_interval_and_a_disabled_bar_is_silent(capsys):
         pass
     for _ in progress_bar(range(100), desc="quiet", enabled=False):
         pass
-    assert capsys.readouterr().err.splitlines() == [
-        "sft: 0/100 steps, 00:00 elapsed, ETA ?",
-        "sft: 100/100 steps, 00:00 elapsed, ETA 00:00",
-    ]
+    assert capsys.readouterr().err.splitlines() == ["sft: 100/100 steps, 00:00 elapsed, ETA 00:00"]
+
+
+def test_a_stage_that_fails_before_its_first_step_prints_nothing(capsys):
+    try:
+        with progress_bar(total=2, desc="numberline api:gpt", unit="episode"):
+            raise ConnectionError("unreachable")
+    except ConnectionError:
+        pass
+    assert capsys.readouterr().err == ""

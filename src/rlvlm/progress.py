@@ -6,47 +6,44 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any
 
+from tqdm import std
 from tqdm.auto import tqdm
 
-#: Seconds between two plain progress lines at most (a line may wait for the next step).
+#: The least time in seconds between two plain progress lines (a line waits for a step).
 LINE_INTERVAL = 60.0
 _LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}s, {elapsed} elapsed, ETA {remaining}{postfix}"
 
 
-class _Lines(io.TextIOBase):
-    """A file for tqdm that writes each refresh of its bar as one plain line."""
+class _LogLines(std.tqdm):
+    """tqdm for a log: each refresh of the bar is one plain line on stderr, and tqdm's own
+    redrawing ("\r" and padding) goes nowhere. Nothing is printed before the first step, so
+    that an error at the start stays the only line."""
 
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-        self.pending = self.last = ""
+    def __init__(self, *args, **kwargs):
+        self._last_line = ""
+        kwargs.setdefault("unit", "step")
+        super().__init__(
+            *args,
+            file=io.StringIO(),
+            mininterval=LINE_INTERVAL,
+            bar_format=_LINE_FORMAT,
+            **kwargs,
+        )
 
-    def write(self, text: str) -> int:
-        line = text.replace("\r", "").strip()  # tqdm redraws with "\r" and pads with spaces
-        if line:
-            self.pending = line
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending and self.pending != self.last:  # closing redraws the last state
-            self.stream.write(self.pending + "\n")
-            self.stream.flush()
-            self.last = self.pending
-        self.pending = ""
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        line = str(self) if msg is None else msg
+        if self.n and line and line != self._last_line:  # closing redraws the last state
+            print(line, file=sys.stderr, flush=True)
+            self._last_line = line
+        return True
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool = True, **kwargs) -> tqdm:
     """``tqdm(iterable, **kwargs)`` where stderr is a terminal; where it is not, the same
-    progress (step, ETA, the postfix such as the success rate) as a line at the start, at
-    most every ``LINE_INTERVAL`` seconds and at the end. ``enabled=False``: silent."""
+    progress (step, ETA, the postfix such as the success rate) as a plain line at most every
+    ``LINE_INTERVAL`` seconds and at the end. ``enabled=False``: silent."""
     if not enabled or sys.stderr.isatty():
         return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kwargs)
-    kwargs.setdefault("unit", "step")
-    return tqdm(
-        iterable,
-        file=_Lines(sys.stderr),
-        mininterval=LINE_INTERVAL,
-        bar_format=_LINE_FORMAT,
-        **kwargs,
-    )
+    return _LogLines(iterable, **kwargs)

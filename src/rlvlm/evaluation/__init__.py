@@ -3,14 +3,8 @@
 from rlvlm.evaluation.api import ApiError, ApiPolicy, ApiSettings
 from rlvlm.evaluation.episodes import Episode, Step, run_episodes
 from rlvlm.evaluation.metrics import summarize, wilson_interval
-from rlvlm.evaluation.policies import (
-    ModelPolicy,
-    OraclePolicy,
-    Policy,
-    RandomPolicy,
-    Turn,
-    make_policy,
-)
+from rlvlm.evaluation.policies import ModelPolicy, OraclePolicy, RandomPolicy, make_policy
+from rlvlm.evaluation.protocol import Policy, Turn
 from rlvlm.evaluation.replays import load_replays, save_replays
 from rlvlm.seeds import eval_seeds
 

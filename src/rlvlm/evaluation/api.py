@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any
 
-from rlvlm.evaluation.policies import Turn
+from rlvlm.evaluation.protocol import Turn
 from rlvlm.evaluation.replays import png_bytes
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

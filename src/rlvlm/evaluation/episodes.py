@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rlvlm.evaluation.policies import Policy, Turn
+from rlvlm.evaluation.protocol import Policy, Turn
 from rlvlm.games import make
 from rlvlm.games.wrappers import TextActions
 from rlvlm.progress import progress_bar

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rlvlm.games.base import Task
+from rlvlm.evaluation.protocol import Policy, Turn
 
 if TYPE_CHECKING:
     from rlvlm.evaluation.api import ApiSettings
     from rlvlm.models import VLMPolicy
-
-
-class Turn(NamedTuple):
-    """What a policy is shown at one step of one episode."""
-
-    image: np.ndarray
-    prompt: str
-    task: Task
-    view: Hashable  # the visible state, for the game's own expert
-
-
-class Policy(Protocol):
-    name: str
-    #: The picture size the policy wants, or None for any.
-    image_size: int | None
-
-    def replies(self, turns: Sequence[Turn]) -> list[str]:
-        """One reply per turn; a batch holds turns of different episodes."""
-        ...
 
 
 class OraclePolicy:
