@@ -14,6 +14,11 @@ from rlvlm.games import CARD_GAMES, GAMES
 EPILOG = "Bad input ends with one error line and exit code 2."
 #: Episodes ``rlvlm eval --replays`` records.
 REPLAY_EPISODES = 8
+CONFIG_HELP = (
+    "a YAML file or a shipped config (tiny/numberline, paper/blackjack ...); "
+    "default: the game's tiny config for a preset, else its paper config"
+)
+OVERRIDES_HELP = "config overrides such as ppo.lr=3e-4 sft.epochs=2"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +58,11 @@ def _image_size(text: str) -> int:
     return value
 
 
+def _games_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--render", metavar="DIR", help="also write a picture of each game")
+    parser.add_argument("--image-size", type=_image_size, default=300)
+
+
 def cmd_games(args: argparse.Namespace) -> int:
     for game in GAMES.values():
         needs = f"  (needs rlvlm[{game.extra}])" if game.extra else ""
@@ -80,6 +90,59 @@ def _sample_picture(env):
     game = env.unwrapped
     after, _, terminated, truncated, _ = env.step(game.task.oracle_action(game.view()))
     return observation if terminated or truncated else after
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--game", required=True, choices=list(GAMES))
+    parser.add_argument(
+        "--policy",
+        required=True,
+        help="oracle, random, a model preset (tiny-llava ...) or a checkpoint",
+    )
+    parser.add_argument("--episodes", type=_positive, default=200)
+    parser.add_argument(
+        "--seed",
+        type=_non_negative,
+        default=0,
+        help="which held-out set of deals (the same for every policy)",
+    )
+    parser.add_argument("--out", metavar="FILE", help="write the result as JSON")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=16, help="episodes played side by side"
+    )
+    parser.add_argument(
+        "--on-invalid",
+        choices=["random", "noop"],
+        default="random",
+        help="what an unparsable reply does",
+    )
+    parser.add_argument("--no-cot", action="store_true", help="prompt for the action only")
+    parser.add_argument(
+        "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
+    )
+    parser.add_argument("--temperature", type=float, default=0.2, help="model sampling")
+    parser.add_argument("--max-new-tokens", type=_positive, default=256, help="model replies")
+    parser.add_argument("--device", default="cpu", help="model device, e.g. cuda")
+    parser.add_argument(
+        "--compare-paper", action="store_true", help="print the paper's figures for the game"
+    )
+    parser.add_argument(
+        "--replays",
+        metavar="DIR",
+        help=f"save the first {REPLAY_EPISODES} episodes turn by turn (pictures, replies)",
+    )
+    api = parser.add_argument_group("api:<model> policies (an OpenAI-compatible endpoint)")
+    api.add_argument("--api-base", metavar="URL", help="default: $OPENAI_BASE_URL, else OpenAI")
+    api.add_argument("--api-key", metavar="KEY", help="default: $OPENAI_API_KEY")
+    api.add_argument(
+        "--api-timeout", metavar="S", type=float, default=60.0, help="seconds per attempt"
+    )
+    api.add_argument(
+        "--api-retries", metavar="N", type=_non_negative, default=4, help="on 429, 5xx, time-outs"
+    )
+    api.add_argument(
+        "--api-concurrency", metavar="N", type=_positive, default=8, help="requests at once"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -197,6 +260,35 @@ def _api_settings(args: argparse.Namespace):
         raise _UsageError(str(error)) from None
 
 
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--game", required=True, choices=list(GAMES))
+    parser.add_argument("--episodes", metavar="N", type=_positive, required=True)
+    parser.add_argument(
+        "--out", metavar="DIR", required=True, help="where data.jsonl and images go"
+    )
+    parser.add_argument(
+        "--epsilon",
+        metavar="E",
+        type=_probability,
+        default=0.0,
+        help="chance that a step takes a random legal action instead of the expert's",
+    )
+    parser.add_argument(
+        "--seed",
+        metavar="S",
+        type=_non_negative,
+        default=0,
+        help="which training deals (never held-out ones)",
+    )
+    parser.add_argument(
+        "--image-size",
+        metavar="PX",
+        type=_image_size,
+        help="picture size (default: 84, the default tiny preset's; give your model's)",
+    )
+    parser.add_argument("--no-cot", action="store_true", help="replies name the action only")
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from rlvlm.sft.data import write_demonstrations
 
@@ -237,6 +329,16 @@ def _config(args: argparse.Namespace, fixed: list[str]):
         return load_config(source, [*fixed, *args.overrides])
     except ValueError as error:
         raise _UsageError(str(error)) from None
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--game", choices=list(GAMES))
+    parser.add_argument("--model", help="a tiny preset, a checkpoint directory or a hub id")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.add_argument("--out", metavar="DIR", help="the parent of the run directory (runs)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -311,6 +413,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sft_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--game", required=True, choices=list(GAMES))
+    parser.add_argument("--data", metavar="DIR", required=True, help="from rlvlm data")
+    parser.add_argument("--model", required=True, help="a tiny preset, a checkpoint or a hub id")
+    parser.add_argument("--out", metavar="DIR", required=True, help="where the checkpoint goes")
+    parser.add_argument("--config", help=CONFIG_HELP)
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+
 def cmd_sft(args: argparse.Namespace) -> int:
     config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
     from accelerate import Accelerator
@@ -339,6 +451,16 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where index.html and its pictures go (default: RUN_DIR/report for one run, "
+        "comparison/ beside the first run for several)",
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from rlvlm.report import write_report
 
@@ -351,6 +473,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     what = "report" if len(args.runs) == 1 else f"comparison of {len(args.runs)} runs"
     print(f"{what} written to {page}")
     return 0
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["envs", "rollout", "train", "alfworld", "scale"])
+    parser.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
+    parser.add_argument(
+        "--model",
+        help="rollout, train: the preset or checkpoint to time "
+        "(default: the default preset; train: the config's model)",
+    )
+    parser.add_argument(
+        "--envs", type=_positive, default=8, help="rollout: environments; alfworld: episodes"
+    )
+    parser.add_argument(
+        "--config",
+        help="train: the config of the update (default: the main "
+        "job's, tiny/numberline); scale: the paper config whose settings it "
+        "takes (default: paper/numberline)",
+    )
+    parser.add_argument(
+        "--arch",
+        type=_architecture,
+        help="scale: a real checkpoint's architecture, random weights (llava-v1.6-mistral-7b, "
+        "qwen2.5-vl-3b, qwen2.5-vl-7b)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="scale: append the figures to FILE as one JSON line",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="train, scale: config overrides"
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -390,6 +546,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _quiet_transformers()
         bench.bench_rollout(preset=args.model, envs=args.envs)
     return 0
+
+
+def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="a spec file or a shipped spec (paper/table2 ...)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default="experiments",
+        help="where the experiment's folder goes (default: experiments)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="cells run side by side, the cores split between them",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: cells as tasks on the cluster RAY_ADDRESS names",
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells and an estimate of the time; run nothing",
+    )
+    what.add_argument(
+        "--table",
+        action="store_true",
+        help="write results.json, results.md, curves.png and thoughts.png of what has run",
+    )
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -463,6 +652,20 @@ def _dry_run(spec, cells, workers: int) -> int:
     return 0
 
 
+def _alfworld_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["generate"])
+    parser.add_argument("--out", metavar="DIR", required=True, help="where the suite goes")
+    parser.add_argument("--games", metavar="N", type=_positive, required=True)
+    parser.add_argument("--split", choices=["train", "valid_seen", "valid_unseen"], default="train")
+    parser.add_argument("--seed", metavar="S", type=_non_negative, default=0)
+    parser.add_argument(
+        "--max-steps",
+        type=_positive,
+        default=50,
+        help="the expert must win each game within this many steps",
+    )
+
+
 def cmd_alfworld(args: argparse.Namespace) -> int:
     from rlvlm.games.alfworld.generate import write_suite
 
@@ -485,6 +688,13 @@ def cmd_alfworld(args: argparse.Namespace) -> int:
         f"ALFWORLD_DATA={args.out}"
     )
     return 0
+
+
+def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=_preset, default="tiny-llava", help="a tiny preset")
+    parser.add_argument("--games", nargs="+", choices=CARD_GAMES, default=list(CARD_GAMES))
+    parser.add_argument("--steps", type=_positive, help="training steps (default: 1000)")
+    parser.add_argument("--seed", type=_non_negative, default=0)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -543,229 +753,45 @@ class _UsageError(Exception):
     """A mistake in the command line found after parsing."""
 
 
+#: Every command: its help line, the function that adds its arguments and its handler, in
+#: the order ``rlvlm --help`` lists them.
+COMMANDS = {
+    "games": ("list the games", _games_arguments, cmd_games),
+    "eval": ("play held-out episodes with a policy", _eval_arguments, cmd_eval),
+    "alfworld": ("ALFWorld games made offline", _alfworld_arguments, cmd_alfworld),
+    "pretrain": (
+        "teach a tiny preset's vision tower to read the games (cached)",
+        _pretrain_arguments,
+        cmd_pretrain,
+    ),
+    "data": ("write expert demonstrations for fine-tuning", _data_arguments, cmd_data),
+    "train": (
+        "vision pretraining, SFT, PPO and a final evaluation (default: the tiny NumberLine job)",
+        _train_arguments,
+        cmd_train,
+    ),
+    "sft": ("supervised fine-tuning on demonstrations", _sft_arguments, cmd_sft),
+    "report": (
+        "a static HTML report of a run, or a comparison of several runs",
+        _report_arguments,
+        cmd_report,
+    ),
+    "bench": ("throughput figures beside a baseline", _bench_arguments, cmd_bench),
+    "experiment": (
+        "a grid of training runs (games x seeds x config keys), resumable",
+        _experiment_arguments,
+        cmd_experiment,
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlvlm", description=__doc__.strip(), epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    games = commands.add_parser("games", help="list the games")
-    games.add_argument("--render", metavar="DIR", help="also write a picture of each game")
-    games.add_argument("--image-size", type=_image_size, default=300)
-    games.set_defaults(run=cmd_games)
-
-    evaluate = commands.add_parser("eval", help="play held-out episodes with a policy")
-    evaluate.add_argument("--game", required=True, choices=list(GAMES))
-    evaluate.add_argument(
-        "--policy",
-        required=True,
-        help="oracle, random, a model preset (tiny-llava ...) or a checkpoint",
-    )
-    evaluate.add_argument("--episodes", type=_positive, default=200)
-    evaluate.add_argument(
-        "--seed",
-        type=_non_negative,
-        default=0,
-        help="which held-out set of deals (the same for every policy)",
-    )
-    evaluate.add_argument("--out", metavar="FILE", help="write the result as JSON")
-    evaluate.add_argument(
-        "--batch-size", type=_positive, default=16, help="episodes played side by side"
-    )
-    evaluate.add_argument(
-        "--on-invalid",
-        choices=["random", "noop"],
-        default="random",
-        help="what an unparsable reply does",
-    )
-    evaluate.add_argument("--no-cot", action="store_true", help="prompt for the action only")
-    evaluate.add_argument(
-        "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
-    )
-    evaluate.add_argument("--temperature", type=float, default=0.2, help="model sampling")
-    evaluate.add_argument("--max-new-tokens", type=_positive, default=256, help="model replies")
-    evaluate.add_argument("--device", default="cpu", help="model device, e.g. cuda")
-    evaluate.add_argument(
-        "--compare-paper", action="store_true", help="print the paper's figures for the game"
-    )
-    evaluate.add_argument(
-        "--replays",
-        metavar="DIR",
-        help=f"save the first {REPLAY_EPISODES} episodes turn by turn (pictures, replies)",
-    )
-    api = evaluate.add_argument_group("api:<model> policies (an OpenAI-compatible endpoint)")
-    api.add_argument("--api-base", metavar="URL", help="default: $OPENAI_BASE_URL, else OpenAI")
-    api.add_argument("--api-key", metavar="KEY", help="default: $OPENAI_API_KEY")
-    api.add_argument(
-        "--api-timeout", metavar="S", type=float, default=60.0, help="seconds per attempt"
-    )
-    api.add_argument(
-        "--api-retries", metavar="N", type=_non_negative, default=4, help="on 429, 5xx, time-outs"
-    )
-    api.add_argument(
-        "--api-concurrency", metavar="N", type=_positive, default=8, help="requests at once"
-    )
-    evaluate.set_defaults(run=cmd_eval)
-
-    alfworld = commands.add_parser("alfworld", help="ALFWorld games made offline")
-    alfworld.add_argument("action", choices=["generate"])
-    alfworld.add_argument("--out", metavar="DIR", required=True, help="where the suite goes")
-    alfworld.add_argument("--games", metavar="N", type=_positive, required=True)
-    alfworld.add_argument(
-        "--split", choices=["train", "valid_seen", "valid_unseen"], default="train"
-    )
-    alfworld.add_argument("--seed", metavar="S", type=_non_negative, default=0)
-    alfworld.add_argument(
-        "--max-steps",
-        type=_positive,
-        default=50,
-        help="the expert must win each game within this many steps",
-    )
-    alfworld.set_defaults(run=cmd_alfworld)
-
-    pretrain = commands.add_parser(
-        "pretrain", help="teach a tiny preset's vision tower to read the games (cached)"
-    )
-    pretrain.add_argument("--model", type=_preset, default="tiny-llava", help="a tiny preset")
-    pretrain.add_argument("--games", nargs="+", choices=CARD_GAMES, default=list(CARD_GAMES))
-    pretrain.add_argument("--steps", type=_positive, help="training steps (default: 1000)")
-    pretrain.add_argument("--seed", type=_non_negative, default=0)
-    pretrain.set_defaults(run=cmd_pretrain)
-
-    data = commands.add_parser("data", help="write expert demonstrations for fine-tuning")
-    data.add_argument("--game", required=True, choices=list(GAMES))
-    data.add_argument("--episodes", metavar="N", type=_positive, required=True)
-    data.add_argument("--out", metavar="DIR", required=True, help="where data.jsonl and images go")
-    data.add_argument(
-        "--epsilon",
-        metavar="E",
-        type=_probability,
-        default=0.0,
-        help="chance that a step takes a random legal action instead of the expert's",
-    )
-    data.add_argument(
-        "--seed",
-        metavar="S",
-        type=_non_negative,
-        default=0,
-        help="which training deals (never held-out ones)",
-    )
-    data.add_argument(
-        "--image-size",
-        metavar="PX",
-        type=_image_size,
-        help="picture size (default: 84, the default tiny preset's; give your model's)",
-    )
-    data.add_argument("--no-cot", action="store_true", help="replies name the action only")
-    data.set_defaults(run=cmd_data)
-
-    config_help = (
-        "a YAML file or a shipped config (tiny/numberline, paper/blackjack ...); "
-        "default: the game's tiny config for a preset, else its paper config"
-    )
-    overrides_help = "config overrides such as ppo.lr=3e-4 sft.epochs=2"
-    train = commands.add_parser(
-        "train",
-        help="vision pretraining, SFT, PPO and a final evaluation (default: the tiny "
-        "NumberLine job)",
-    )
-    train.add_argument("--game", choices=list(GAMES))
-    train.add_argument("--model", help="a tiny preset, a checkpoint directory or a hub id")
-    train.add_argument("--config", help=config_help)
-    train.add_argument("--out", metavar="DIR", help="the parent of the run directory (runs)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
-    train.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
-    train.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
-    train.set_defaults(run=cmd_train)
-
-    sft = commands.add_parser("sft", help="supervised fine-tuning on demonstrations")
-    sft.add_argument("--game", required=True, choices=list(GAMES))
-    sft.add_argument("--data", metavar="DIR", required=True, help="from rlvlm data")
-    sft.add_argument("--model", required=True, help="a tiny preset, a checkpoint or a hub id")
-    sft.add_argument("--out", metavar="DIR", required=True, help="where the checkpoint goes")
-    sft.add_argument("--config", help=config_help)
-    sft.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
-    sft.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
-    sft.set_defaults(run=cmd_sft)
-
-    report = commands.add_parser(
-        "report", help="a static HTML report of a run, or a comparison of several runs"
-    )
-    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
-    report.add_argument(
-        "--out",
-        metavar="DIR",
-        help="where index.html and its pictures go (default: RUN_DIR/report for one run, "
-        "comparison/ beside the first run for several)",
-    )
-    report.set_defaults(run=cmd_report)
-
-    bench = commands.add_parser("bench", help="throughput figures beside a baseline")
-    bench.add_argument("what", choices=["envs", "rollout", "train", "alfworld", "scale"])
-    bench.add_argument("--seconds", type=float, default=2.0, help="envs: per measurement")
-    bench.add_argument(
-        "--model",
-        help="rollout, train: the preset or checkpoint to time "
-        "(default: the default preset; train: the config's model)",
-    )
-    bench.add_argument(
-        "--envs", type=_positive, default=8, help="rollout: environments; alfworld: episodes"
-    )
-    bench.add_argument(
-        "--config",
-        help="train: the config of the update (default: the main "
-        "job's, tiny/numberline); scale: the paper config whose settings it "
-        "takes (default: paper/numberline)",
-    )
-    bench.add_argument(
-        "--arch",
-        type=_architecture,
-        help="scale: a real checkpoint's architecture, random weights (llava-v1.6-mistral-7b, "
-        "qwen2.5-vl-3b, qwen2.5-vl-7b)",
-    )
-    bench.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="scale: append the figures to FILE as one JSON line",
-    )
-    bench.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="train, scale: config overrides"
-    )
-    bench.set_defaults(run=cmd_bench)
-
-    grid = commands.add_parser(
-        "experiment", help="a grid of training runs (games x seeds x config keys), resumable"
-    )
-    grid.add_argument("spec", help="a spec file or a shipped spec (paper/table2 ...)")
-    grid.add_argument(
-        "--out",
-        metavar="DIR",
-        default="experiments",
-        help="where the experiment's folder goes (default: experiments)",
-    )
-    grid.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        help="cells run side by side, the cores split between them",
-    )
-    grid.add_argument(
-        "--backend",
-        choices=["local", "ray"],
-        default="local",
-        help="ray: cells as tasks on the cluster RAY_ADDRESS names",
-    )
-    what = grid.add_mutually_exclusive_group()
-    what.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list the cells and an estimate of the time; run nothing",
-    )
-    what.add_argument(
-        "--table",
-        action="store_true",
-        help="write results.json, results.md, curves.png and thoughts.png of what has run",
-    )
-    grid.set_defaults(run=cmd_experiment)
+    for name, (help_line, add_arguments, handler) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_line)
+        add_arguments(command)
+        command.set_defaults(run=handler)
     return parser
 
 
