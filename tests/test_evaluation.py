@@ -111,6 +111,12 @@ def test_episode_success_is_a_positive_return(episode_return, success):
     assert Episode(0, episode_return, 1, 0, 0).success is success
 
 
+def test_a_game_that_says_whether_it_was_won_decides_success():
+    """ALFWorld pays its goal-condition term every step: a lost episode can end above 0."""
+    assert Episode(0, 12.5, 50, 0, 0, won=False).success is False
+    assert Episode(0, 50.0, 9, 0, 0, won=True).success is True
+
+
 def test_summarize_hand_made_episodes():
     result = summarize(EPISODES, "numberline", "oracle")
     assert set(result) >= RESULT_KEYS

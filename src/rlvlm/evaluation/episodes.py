@@ -10,6 +10,7 @@ import numpy as np
 
 from rlvlm.evaluation.protocol import Policy, Turn
 from rlvlm.games import make
+from rlvlm.games.base import succeeded
 from rlvlm.games.wrappers import TextActions
 from rlvlm.progress import progress_bar
 from rlvlm.seeds import eval_seeds
@@ -54,7 +55,7 @@ class Episode:
     @property
     def success(self) -> bool:
         """Won, where the game says; otherwise a return above 0 (the paper's definition)."""
-        return self.won if self.won is not None else self.episode_return > 0
+        return succeeded(self.episode_return, self.won)
 
 
 @dataclass

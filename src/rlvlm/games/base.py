@@ -118,6 +118,13 @@ class Task(ABC):
         return {name: stated.get(name) == value for name, value in truth.items()}
 
 
+def succeeded(episode_return: float, won: bool | None = None) -> bool:
+    """Whether an episode succeeded: won, where the game says (ALFWorld, whose goal-condition
+    term can give a lost episode a positive return); otherwise a return above 0 (the paper's).
+    Evaluation, rollouts and demonstrations all count with this."""
+    return bool(won) if won is not None else episode_return > 0
+
+
 def reply_format(fields: Sequence[tuple[str, str]]) -> str:
     """The prompt's description of the JSON reply, one ``"key": hint`` line per field."""
     body = ",\n".join(f'  "{key}": {hint}' for key, hint in fields)

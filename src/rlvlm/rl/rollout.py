@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from rlvlm.games import make
+from rlvlm.games.base import succeeded
 from rlvlm.games.wrappers import TextActions
 from rlvlm.models.policy import VLMPolicy
 from rlvlm.rl.buffer import RolloutBuffer
@@ -146,7 +147,7 @@ def collect(
         for i in np.flatnonzero(ended):
             stats.episode_returns.append(float(returns[i]))
             stats.episode_lengths.append(int(lengths[i]))
-            stats.episode_successes.append(bool(won[i]) if won is not None else returns[i] > 0)
+            stats.episode_successes.append(succeeded(returns[i], None if won is None else won[i]))
         returns[ended], lengths[ended] = 0.0, 0
         stats.format_errors += int(this_step(infos, "format_error", ended).sum())
         if "thought_check" in infos or "thought_check" in infos.get("final_info", {}):

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from rlvlm.games import get_game, make
-from rlvlm.games.base import Task
+from rlvlm.games.base import Task, succeeded
 from rlvlm.io import open_atomic, write_json
 from rlvlm.progress import progress_bar
 from rlvlm.seeds import demonstration_seeds
@@ -47,7 +47,7 @@ class DemonstrationSummary(NamedTuple):
     path: Path  # the data.jsonl written
     episodes: int
     steps: int
-    success_rate: float  # of the recorded episodes (return > 0), exploration included
+    success_rate: float  # of the recorded episodes, exploration included
 
 
 def write_demonstrations(
@@ -108,11 +108,11 @@ def write_demonstrations(
                 }
                 data.write(json.dumps(record, ensure_ascii=False) + "\n")
                 steps += 1
-                observation, reward, terminated, truncated, _ = env.step(action)
+                observation, reward, terminated, truncated, info = env.step(action)
                 episode_return += float(reward)
                 if terminated or truncated:
                     break
-            successes += episode_return > 0
+            successes += succeeded(episode_return, info.get("won"))
     env.close()
 
     summary = DemonstrationSummary(out / DATA_FILE, episodes, steps, successes / episodes)
