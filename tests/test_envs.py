@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 import rlvlm
 from rlvlm.evaluation import OraclePolicy, RandomPolicy, run_episodes, summarize
 from rlvlm.games import get_game, render
-from rlvlm.games.base import CardGameEnv
+from rlvlm.games.base import GameEnv
 from rlvlm.games.cards import RANKS, SUITS, Card
 from rlvlm.games.numberline import NumberLineView
 from rlvlm.games.points import PointsView
@@ -71,7 +71,7 @@ def test_check_env(name, image_size):
 def test_gymnasium_make_by_id(game):
     env = gym.make(game.env_id, image_size=SMALL)
     assert env.spec is not None and env.spec.id == game.env_id
-    assert isinstance(env.unwrapped, CardGameEnv)
+    assert isinstance(env.unwrapped, GameEnv)
     observation, info = env.reset(seed=0)
     assert env.observation_space.contains(observation)
     assert isinstance(info["description"], str) and info["description"]

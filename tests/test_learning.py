@@ -11,7 +11,7 @@ from rlvlm import train
 from rlvlm.config import load_config
 from rlvlm.models import load_policy
 from rlvlm.models.vision import VisionRecipe, pretrain_vision
-from rlvlm.rl.trainer import PPOTrainer, evaluate
+from rlvlm.rl.trainer import PPOTrainer, evaluate_held_out
 from rlvlm.sft.data import load_demonstrations, write_demonstrations
 from rlvlm.sft.trainer import train_sft
 
@@ -68,7 +68,7 @@ def test_ppo_beats_the_sft_checkpoint_on_held_out_numberline(tmp_path, one_threa
         progress=False,
     )
     train.seed_stage(config.seed, "sft eval")
-    before = evaluate(policy.eval(), config)
+    before = evaluate_held_out(policy.eval(), config)
 
     train.seed_stage(config.seed, "ppo")
     trainer = PPOTrainer(config, train.prepare(policy, config), tmp_path / "ppo", progress=False)

@@ -12,7 +12,12 @@ import torch
 import rlvlm
 from rlvlm.models import PRESETS, vision
 from rlvlm.models.policy import load_policy
-from rlvlm.models.vision import VisionRecipe, image_features, pretrain_vision, pretrained_vision
+from rlvlm.models.vision import (
+    VisionRecipe,
+    cached_vision_checkpoint,
+    image_features,
+    pretrain_vision,
+)
 
 PRESET = "tiny-llava"
 #: A short NumberLine budget (the default recipe, shifts included, at half the batch): about
@@ -64,11 +69,13 @@ def test_cache_trains_once(tmp_path, monkeypatch):
         return train(*args, **kwargs)
 
     monkeypatch.setattr(vision, "pretrain_vision", counting)
-    path, report = pretrained_vision(PRESET, ["numberline"], 2, progress=False, recipe=TINY_RECIPE)
+    path, report = cached_vision_checkpoint(
+        PRESET, ["numberline"], 2, progress=False, recipe=TINY_RECIPE
+    )
     assert len(calls) == 1
     assert path.parent == tmp_path / "vision" and path.is_dir()
     assert json.loads(path.with_name(path.name + ".json").read_text()) == report
-    again, same_report = pretrained_vision(
+    again, same_report = cached_vision_checkpoint(
         PRESET, ("numberline",), 2, progress=False, recipe=TINY_RECIPE
     )
     assert len(calls) == 1 and again == path and same_report == report

@@ -698,12 +698,12 @@ def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from rlvlm.models.vision import pretrained_vision
+    from rlvlm.models.vision import cached_vision_checkpoint
 
     _quiet_transformers()
     budget = {"steps": args.steps} if args.steps else {}
     try:
-        path, report = pretrained_vision(
+        path, report = cached_vision_checkpoint(
             args.model, args.games, seed=args.seed, progress=True, **budget
         )
     except OSError as error:

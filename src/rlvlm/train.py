@@ -75,7 +75,7 @@ def run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or continue) every stage of the job in ``run_dir``; the final evaluation."""
-    from rlvlm.rl.trainer import PPOTrainer, evaluate
+    from rlvlm.rl.trainer import PPOTrainer, evaluate_held_out
 
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
@@ -124,7 +124,7 @@ def run(
 
     result: dict[str, Any] = {}
     if main:
-        result = trainer.final_evaluation or evaluate(  # resumed after the last update
+        result = trainer.final_evaluation or evaluate_held_out(  # resumed after the last update
             policy,
             config,
             name=f"ppo ({run_dir.name})",
@@ -162,9 +162,9 @@ def starting_model(config: TrainConfig, progress: bool) -> str:
     """The checkpoint training starts from: for a tiny preset, its vision-pretrained build."""
     name = config.model.name
     if name in PRESETS and config.vision.steps > 0:
-        from rlvlm.models.vision import pretrained_vision
+        from rlvlm.models.vision import cached_vision_checkpoint
 
-        path, report = pretrained_vision(
+        path, report = cached_vision_checkpoint(
             name, [config.game], config.vision.steps, config.seed, progress
         )
         accuracy = report["accuracy"][config.game]
@@ -239,13 +239,16 @@ def _evaluate_once(
     progress: bool,
 ) -> dict[str, Any] | None:
     """The held-out evaluation of a checkpoint, computed once and kept in ``path``."""
-    from rlvlm.rl.trainer import evaluate
+    from rlvlm.rl.trainer import evaluate_held_out
 
     if accelerator.is_main_process and not path.is_file():
         seed_stage(config.seed, f"{name} eval")
         policy = load_policy(checkpoint, device=accelerator.device, seed=config.seed).eval()
         set_precision(policy, config.model.bf16)  # evaluated as the trainer will run it
         replays = path.parent / REPLAYS_DIR / name
-        write_json(path, evaluate(policy, config, name=name, progress=progress, replays=replays))
+        write_json(
+            path,
+            evaluate_held_out(policy, config, name=name, progress=progress, replays=replays),
+        )
     accelerator.wait_for_everyone()
     return json.loads(path.read_text()) if path.is_file() else None

@@ -145,7 +145,7 @@ def frame(task: Task, view: Hashable, size: int) -> np.ndarray:
     return image
 
 
-class CardGameEnv(gym.Env[np.ndarray, np.int64], ABC):
+class GameEnv(gym.Env[np.ndarray, np.int64], ABC):
     """Base of the picture games: image observations and a text description in ``info``."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlvlm.games import render
-from rlvlm.games.base import CardGameEnv, Label, Task, action_choices, card_labels, reply_format
+from rlvlm.games.base import GameEnv, Label, Task, action_choices, card_labels, reply_format
 from rlvlm.games.cards import Card, hand_total, parse_cards, random_card
 from rlvlm.games.parsing import first_value
 
@@ -137,7 +137,7 @@ _HAND = re.compile(r"i have (?P<cards>[\d +]+?) = (?P<total>(?:a soft )?\d+)")
 _DEALER = re.compile(r"dealer's visible card counts (\d+)")
 
 
-class BlackjackEnv(CardGameEnv):
+class BlackjackEnv(GameEnv):
     """Beat the dealer at blackjack: Gymnasium's Blackjack-v1 rules, seen as a picture.
 
     ## Actions

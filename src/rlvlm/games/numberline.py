@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlvlm.games import render
-from rlvlm.games.base import CardGameEnv, Label, Task, action_choices, reply_format
+from rlvlm.games.base import GameEnv, Label, Task, action_choices, reply_format
 from rlvlm.games.parsing import first_value
 
 MINUS, PLUS = 0, 1
@@ -87,7 +87,7 @@ class NumberLineTask(Task):
         return {key: value for key in fields if (value := first_value(reply, key)) is not None}
 
 
-class NumberLineEnv(CardGameEnv):
+class NumberLineEnv(GameEnv):
     """Move the current number to the target.
 
     ## Actions

@@ -15,7 +15,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlvlm.games import render
-from rlvlm.games.base import CardGameEnv, Label, Task, card_labels, reply_format
+from rlvlm.games.base import GameEnv, Label, Task, card_labels, reply_format
 from rlvlm.games.cards import Card, parse_cards
 from rlvlm.games.formula import Token, complete, evaluate, format_formula
 from rlvlm.games.parsing import first_value
@@ -169,7 +169,7 @@ class PointsTask(Task):
         return facts
 
 
-class PointsEnv(CardGameEnv):
+class PointsEnv(GameEnv):
     """Base env of the formula games; subclasses set ``task`` and ``deal``."""
 
     task: PointsTask

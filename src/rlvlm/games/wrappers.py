@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlvlm.games.base import CardGameEnv
+from rlvlm.games.base import GameEnv
 
 
 class TextActions(gym.Wrapper):
@@ -39,7 +39,7 @@ class TextActions(gym.Wrapper):
         if on_invalid not in ("random", "noop"):
             raise ValueError(f"on_invalid must be 'random' or 'noop', got {on_invalid!r}")
         game = env.unwrapped
-        if not isinstance(game, CardGameEnv):
+        if not isinstance(game, GameEnv):
             raise TypeError(f"TextActions needs an rlvlm game, got {type(game).__name__}")
         self.game = game
         self.on_invalid, self.penalty, self.cot = on_invalid, float(penalty), cot

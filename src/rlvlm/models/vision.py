@@ -15,7 +15,7 @@ fly from random seeded deals plus a few random moves (so formulas and hands vary
 first unshifted stretch, half of them are shifted by up to a few pixels with edge padding. The
 games take turns batch by batch. The language model is never touched.
 
-``pretrained_vision`` caches the result as a policy checkpoint (``load_policy(path)`` loads
+``cached_vision_checkpoint`` caches the result as a policy checkpoint (``load_policy(path)`` loads
 it) keyed by the preset, the games, the budget, the recipe and the code that draws the
 pictures, so a second call reuses it.
 """
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlvlm.games import CARD_GAMES, get_game
-from rlvlm.games.base import CardGameEnv
+from rlvlm.games.base import GameEnv
 from rlvlm.io import write_json
 from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
 from rlvlm.models.presets import PRESETS
@@ -105,9 +105,9 @@ class GameStates:
         self.game = game
         self.image_size = image_size
         env = get_game(game).make(image_size=image_size).unwrapped
-        if not isinstance(env, CardGameEnv):
+        if not isinstance(env, GameEnv):
             raise TypeError(f"{game} is not a picture game; it has no labels to learn")
-        self.env: CardGameEnv = env
+        self.env: GameEnv = env
         labels = self.env.task.labels(self.state(0, np.random.default_rng(0)))
         self.label_names = tuple(label.name for label in labels)
         self.num_classes = tuple(label.num_classes for label in labels)
@@ -495,7 +495,7 @@ def _locked(path: Path):
             fcntl.flock(file, fcntl.LOCK_UN)
 
 
-def pretrained_vision(
+def cached_vision_checkpoint(
     preset: str,
     games: Sequence[str] | str,
     steps: int = DEFAULT_STEPS,

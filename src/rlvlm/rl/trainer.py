@@ -378,7 +378,7 @@ class PPOTrainer:
         if self.accelerator.is_main_process:
             self.policy.eval()
             name = name or f"update {self.update}"
-            result = evaluate(
+            result = evaluate_held_out(
                 self.policy, self.config, episodes, name=name, replays=replays, progress=progress
             )
         self.accelerator.wait_for_everyone()
@@ -411,7 +411,7 @@ class PPOTrainer:
             signal.signal(signal.SIGINT, previous)
 
 
-def evaluate(
+def evaluate_held_out(
     policy: VLMPolicy,
     config: TrainConfig,
     episodes: int | None = None,

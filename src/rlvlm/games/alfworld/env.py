@@ -15,7 +15,7 @@ from gymnasium import spaces
 
 from rlvlm.games import render
 from rlvlm.games.alfworld import engine, generate
-from rlvlm.games.base import CardGameEnv, Label, Task, reply_format
+from rlvlm.games.base import GameEnv, Label, Task, reply_format
 from rlvlm.games.parsing import ParsedAction, parse_choice
 from rlvlm.seeds import EVAL_SEED_BASE
 
@@ -269,7 +269,7 @@ def game_files(data_dir: Path, split: str) -> list[Path]:
     return games
 
 
-class ALFWorldEnv(CardGameEnv):
+class ALFWorldEnv(GameEnv):
     """A household task of ALFWorld (text), with a picture of the agent's situation.
 
     ## Games
