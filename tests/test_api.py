@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,7 +68,7 @@ class Handler(BaseHTTPRequestHandler):
         model = body["model"]
         with b.lock:
             b.bodies.append(body)
-            b.headers.append(dict(self.headers))
+            b.headers.append({key.lower(): value for key, value in self.headers.items()})
             attempt = b.attempts[model] = b.attempts.get(model, 0) + 1
         self.answer(model, attempt, body)
 
@@ -93,14 +94,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, json.dumps({"choices": [{"message": {"content": None}}]}))
         if model == "flaky-expert":  # two server errors, then an answer, again and again
             if attempt % 3:
-                return self.send(500, json.dumps({"error": {"message": "try again"}}))
+                error = json.dumps({"error": {"message": "try again"}})
+                return self.send(500, error, retry_after_ms="1")
             return self.completion(self.expert_reply(body))
         if model == "rate-limited-expert":
             if attempt % 2:
-                return self.send(429, json.dumps({"error": "slow down"}), retry_after="0")
+                return self.send(429, json.dumps({"error": "slow down"}), retry_after_ms="1")
             return self.completion(self.expert_reply(body))
-        if model == "down":
+        if model == "down":  # no Retry-After: the client backs off on its own
             return self.send(503, json.dumps({"error": "maintenance"}))
+        if model == "down-for-a-millisecond":
+            return self.send(503, json.dumps({"error": "maintenance"}), retry_after_ms="1")
         if model == "bad-request":
             return self.send(400, json.dumps({"error": "this model takes no images"}))
         if model == "hung":  # accepts the request and never answers
@@ -126,13 +130,13 @@ class Handler(BaseHTTPRequestHandler):
         }
         self.send(200, json.dumps(response))
 
-    def send(self, status: int, payload, content_type="application/json", retry_after=None):
+    def send(self, status: int, payload, content_type="application/json", retry_after_ms=None):
         data = payload.encode() if isinstance(payload, str) else payload
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
+        if retry_after_ms is not None:  # the client's own header for a Retry-After under 1 s
+            self.send_header("Retry-After-Ms", retry_after_ms)
         self.end_headers()
         self.wfile.write(data)
 
@@ -159,7 +163,7 @@ def server(monkeypatch):
 
 
 def settings(base_url: str, **options) -> ApiSettings:
-    return ApiSettings(base_url, api_key="sk-test", **({"backoff": 0.0, "timeout": 5.0} | options))
+    return ApiSettings(base_url, api_key="sk-test", **({"timeout": 5.0} | options))
 
 
 def play(policy: ApiPolicy, episodes: int = 6, batch_size: int = 4) -> dict:
@@ -183,7 +187,7 @@ def test_the_picture_and_prompt_reach_the_server_and_correct_answers_win(server)
     assert (body["model"], body["temperature"], body["max_tokens"]) == ("expert", 0.2, 77)
     text = next(part["text"] for part in body["messages"][0]["content"] if part["type"] == "text")
     assert "number line" in text and '"action"' in text
-    assert behaviour.headers[0]["Authorization"] == "Bearer sk-test"
+    assert behaviour.headers[0]["authorization"] == "Bearer sk-test"
 
 
 @pytest.mark.parametrize("model", ["nonsense", "not-json", "no-choices", "null-content"])
@@ -221,23 +225,24 @@ def test_server_errors_and_rate_limits_are_retried(server, model, retries_per_re
 
 
 def test_retries_back_off_exponentially(server):
+    """The client's backoff: 0.5 s, then 1 s, each less up to a quarter at random."""
     base_url, behaviour = server
-    policy = ApiPolicy("down", settings(base_url, retries=2, backoff=0.1))
+    policy = ApiPolicy("down", settings(base_url, retries=2))
     start = time.perf_counter()
     assert policy.replies(play_turns(1)) == [""]
-    assert time.perf_counter() - start >= 0.1 + 0.2
+    assert time.perf_counter() - start >= 0.75 * (0.5 + 1.0)
     assert behaviour.attempts["down"] == 3
     assert policy.usage["failed_requests"] == 1 and "HTTP 503" in policy.usage["last_error"]
 
 
-@pytest.mark.parametrize("model", ["down", "bad-request"])
+@pytest.mark.parametrize("model", ["down-for-a-millisecond", "bad-request"])
 def test_a_failing_endpoint_gives_format_errors(server, model):
     base_url, behaviour = server
     policy = ApiPolicy(model, settings(base_url, retries=1))
     result = play(policy, episodes=2, batch_size=2)
     assert result["format_error_rate"] == 1.0
     assert policy.usage["failed_requests"] == round(result["mean_length"] * 2)
-    expected_attempts = 2 if model == "down" else 1  # a 400 is not retried
+    expected_attempts = 1 if model == "bad-request" else 2  # a 400 is not retried
     assert behaviour.attempts[model] == expected_attempts * policy.usage["failed_requests"]
 
 
@@ -246,7 +251,7 @@ def test_a_hung_connection_times_out(server):
     policy = ApiPolicy("hung", settings(base_url, timeout=0.3, retries=1))
     start = time.perf_counter()
     assert policy.replies(play_turns(2)) == ["", ""]
-    assert time.perf_counter() - start < 3  # two attempts of 0.3 s each, side by side
+    assert time.perf_counter() - start < 3  # two attempts of 0.3 s and a backoff, side by side
     assert behaviour.attempts["hung"] == 4
     assert policy.usage["failed_requests"] == 2 and policy.usage["retries"] == 2
     assert "timed out" in policy.usage["last_error"]
@@ -260,6 +265,24 @@ def test_a_rejected_key_stops_the_evaluation(server):
     assert behaviour.attempts["unauthorized"] == 1  # never retried
 
 
+def test_an_endpoint_that_cannot_be_reached_stops_at_the_first_request():
+    """A mistyped host: one message, not minutes of retries ending in fallback actions."""
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = ApiPolicy("expert", settings(f"http://127.0.0.1:{port}/v1", retries=0))
+    with pytest.raises(ApiError, match=rf"cannot reach http://127\.0\.0\.1:{port}/v1"):
+        play(policy, episodes=2)
+
+
+def test_openais_own_endpoint_needs_a_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="needs an API key: set OPENAI_API_KEY"):
+        ApiSettings.from_environment()
+    assert ApiSettings("http://localhost:8000/v1").api_key is None  # a local server may not
+
+
 def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
@@ -268,9 +291,8 @@ def test_settings_come_from_the_environment(monkeypatch):
     given = ApiSettings.from_environment("http://localhost:8000/v1", "sk-flag")
     assert (given.base_url, given.api_key) == ("http://localhost:8000/v1", "sk-flag")
     monkeypatch.delenv("OPENAI_BASE_URL")
-    monkeypatch.delenv("OPENAI_API_KEY")
     default = ApiSettings.from_environment()
-    assert default.base_url.startswith("https://") and default.api_key is None
+    assert default.base_url == "https://api.openai.com/v1" and default.api_key == "sk-env"
     with pytest.raises(ValueError, match="http:// or https://"):
         ApiSettings("localhost:8000")
 
