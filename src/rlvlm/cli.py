@@ -365,10 +365,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from rlvlm import train
     from rlvlm.models.policy import check_loadable
+    from rlvlm.rl.metrics import check_trackers
     from rlvlm.rl.trainer import TrainingDiverged
     from rlvlm.sft.data import load_demonstrations
 
     _quiet_transformers()
+    try:
+        check_trackers(config.log_with)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     if not args.resume:
         try:  # before the run directory exists, so that a bad name leaves nothing behind
             check_loadable(config.model.name)

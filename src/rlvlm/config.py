@@ -25,6 +25,8 @@ from rlvlm.games import GAMES
 # things they name; a test keeps the two equal).
 #: The parts of a VLM that LoRA adapts or full fine-tuning freezes.
 MODEL_PARTS = ("vision", "projector", "language")
+#: The experiment trackers a run can log to (``log_with``).
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 #: The tiny presets, which ``rlvlm.models.presets`` builds.
 TINY_PRESETS = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-idefics3")
 
@@ -222,6 +224,10 @@ class TrainConfig:
     """The run directory's name (default: game, model and time)."""
     checkpoint_every: int = 5
     keep_checkpoints: int = 2
+    log_with: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Where every update's metrics go besides metrics.jsonl, through accelerate's trackers:
+    any of tensorboard (run_dir/tensorboard), wandb and mlflow (with the package installed);
+    [] for none."""
     model: ModelConfig = field(default_factory=ModelConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -229,6 +235,10 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
+        if unknown := sorted(set(self.log_with) - set(TRACKERS)):
+            raise ValueError(
+                f"log_with: unknown trackers {unknown}; choose from {', '.join(TRACKERS)}"
+            )
         if self.game not in GAMES:
             raise ValueError(f"unknown game {self.game!r}; choose from {', '.join(GAMES)}")
         _check(self.checkpoint_every >= 1, "checkpoint_every must be at least 1")
@@ -371,3 +381,18 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def to_yaml(config: TrainConfig) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys, as overrides name them.
+
+    >>> flatten({"ppo": {"lr": 0.1, "cot": True}, "game": "numberline"})
+    {'ppo.lr': 0.1, 'ppo.cot': True, 'game': 'numberline'}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -19,11 +19,10 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from rlvlm.config import TrainConfig, to_yaml
+from rlvlm.config import TrainConfig, flatten, to_yaml
 from rlvlm.experiment.spec import Cell, Experiment
 from rlvlm.io import write_atomic
 from rlvlm.layout import CONFIG_FILE, EVAL_FILE, resume_config
-from rlvlm.report.runs import flatten
 
 LOG_DIR = "logs"
 Status = Literal["done", "started", "new"]

@@ -13,10 +13,12 @@ from typing import Any
 
 import jinja2
 
+from rlvlm.config import flatten
 from rlvlm.evaluation.paper import SOURCE, paper_rows, versus
 from rlvlm.io import write_atomic
+from rlvlm.layout import REPLAYS_DIR
 from rlvlm.report.plots import PANELS, curve
-from rlvlm.report.runs import REPLAYS_DIR, Run, differing_settings, flatten, load_run
+from rlvlm.report.runs import Run, differing_settings, load_run
 
 PAGE = "index.html"
 IMAGES = "images"

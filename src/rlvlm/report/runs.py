@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from rlvlm.config import flatten
 from rlvlm.evaluation.replays import load_replays
 from rlvlm.layout import CONFIG_FILE, EVAL_FILE, METRICS_FILE, REPLAYS_DIR, SFT_EVAL_FILE
 from rlvlm.rl.metrics import read_metrics
@@ -84,21 +85,6 @@ def load_run(path: str | Path) -> Run:
 
 def _json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys, as overrides name them.
-
-    >>> flatten({"ppo": {"lr": 0.1, "cot": True}, "game": "numberline"})
-    {'ppo.lr': 0.1, 'ppo.cot': True, 'game': 'numberline'}
-    """
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def differing_settings(runs: list[Run]) -> list[str]:

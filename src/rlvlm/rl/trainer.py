@@ -86,7 +86,12 @@ class PPOTrainer:
         self.checkpoints = Checkpoints(
             self.run_dir / CHECKPOINTS_DIR, config.keep_checkpoints, self.accelerator
         )
-        self.log = MetricsLog(self.run_dir, enabled=self.accelerator.is_main_process)
+        self.log = MetricsLog(
+            self.run_dir,
+            enabled=self.accelerator.is_main_process,
+            log_with=config.log_with,
+            config=config.to_dict(),
+        )
         self.update = 0
         self._stop_requested = False
 
