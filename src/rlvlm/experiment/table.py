@@ -55,19 +55,14 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
     if within:
         peak_steps, peak = max(within, key=lambda point: (point[1], -point[0]))
         row |= {"peak_success": peak, "peak_env_steps": peak_steps}
-    row["env_steps"] = run.updates_done * transitions_per_update(run)
+    row["env_steps"] = run.updates_done * run.steps_per_update
     return row
-
-
-def transitions_per_update(run: Run) -> int:
-    ppo = run.config.get("ppo", {})
-    return int(ppo.get("num_envs", 0)) * int(ppo.get("steps_per_env", 0))
 
 
 def curve(run: Run, key: str = "eval/success_rate") -> tuple[list[int], list[float]]:
     """A held-out figure against environment steps (the SFT checkpoint's at step 0)."""
     updates, values = run.series(key)
-    per_update = transitions_per_update(run)
+    per_update = run.steps_per_update
     return [update * per_update for update in updates], values
 
 

@@ -102,6 +102,7 @@ def curve(
     figure = Figure(figsize=(5.2, 3.2), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     for run_index, series_index, label, (updates, values) in lines:
+        steps = [update * runs[run_index].steps_per_update for update in updates]
         if panel.percent:
             values = [100 * value for value in values]
         name = label if len(runs) == 1 else runs[run_index].name
@@ -110,7 +111,7 @@ def curve(
         few = len(updates) < 40
         colour = run_index if len(runs) > 1 else series_index  # one run: a colour a metric
         axes.plot(
-            updates,
+            steps,
             values,
             _STYLES[series_index % len(_STYLES)],
             color=f"C{colour % 10}",
@@ -128,10 +129,15 @@ def curve(
             label=label,
         )
     axes.set_title(panel.title, fontsize=10)
-    axes.set_xlabel("PPO update", fontsize=9)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    last_update = max(max(updates) for *_, (updates, _) in lines)
-    axes.set_xlim(0, last_update + 0.5)
+    axes.set_xlabel("environment steps", fontsize=9)  # the paper's axis
+    per_update = {run.steps_per_update for run in runs}
+    last_step = max(max(updates) * runs[i].steps_per_update for i, _, _, (updates, _) in lines)
+    axes.set_xlim(0, 1.02 * last_step or 1)
+    if len(per_update) == 1 and (per := per_update.pop()) > 0:  # updates along the top
+        top = axes.secondary_xaxis("top", functions=(lambda s: s / per, lambda u: u * per))
+        top.set_xlabel("PPO update", fontsize=8)
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
+        top.tick_params(labelsize=7)
     if panel.full_scale:
         axes.set_ylim(-3, 103)
     if panel.percent:

@@ -48,6 +48,12 @@ class Run:
     def updates_planned(self) -> int | None:
         return self.config.get("ppo", {}).get("updates")
 
+    @property
+    def steps_per_update(self) -> int:
+        """Environment steps of one PPO update (of one process)."""
+        ppo = self.config.get("ppo", {})
+        return int(ppo.get("num_envs", 0)) * int(ppo.get("steps_per_env", 0))
+
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """The updates at which ``key`` was logged with a number, and those numbers.
 
