@@ -199,3 +199,52 @@ def test_report_errors_are_one_line(two_runs, tmp_path, capsys):
         assert main(["report", *argv]) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error and error.startswith("rlvlm report:")
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make test` installs it where it is missing
+#: As root and on a closed network, Chromium needs these to start quickly and quietly.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium: `make test` installs it")
+def test_the_report_in_a_real_browser(two_runs, tmp_path):
+    """Every picture loads, no script runs or fails, a replay opens, and a reply holding
+    <script> shows as the text the model wrote."""
+    from playwright.sync_api import sync_playwright
+
+    copy = copy_run(two_runs[0], tmp_path / "run")
+    replays_file = copy / "replays" / "final" / "replays.json"
+    saved = json.loads(replays_file.read_text())
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)> {"action": "+"}'
+    saved["episodes"][1]["steps"][0]["reply"] = evil  # in a replay that starts closed
+    replays_file.write_text(json.dumps(saved))
+    page_file = write_report([copy], tmp_path / "out")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        problems, dialogs = [], []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(page_file.resolve().as_uri(), wait_until="load")
+        broken = page.evaluate(
+            "[...document.images].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)"
+        )
+        episodes = page.locator("details.episode")
+        assert episodes.count() == len(saved["episodes"])
+        closed = episodes.nth(1)
+        assert closed.get_attribute("open") is None
+        closed.locator("summary").first.click()
+        assert closed.get_attribute("open") is not None
+        reply = closed.locator("pre").nth(1)  # after the step's prompt
+        assert reply.is_visible() and reply.inner_text() == evil
+        browser.close()
+    assert not broken and not problems and not dialogs, (broken, problems, dialogs)
