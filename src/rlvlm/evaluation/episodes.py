@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,14 +85,20 @@ def run_episodes(
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
     record: int = 0,
+    seeds: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Play ``episodes`` held-out episodes, asking the policy for a batch of replies per step.
 
     Results come back in seed order, whatever order the episodes finished in. The first
     ``record`` episodes keep every turn (picture, prompt, reply, action, reward) in
-    ``Episode.steps``, for replays.
+    ``Episode.steps``, for replays and demonstrations. ``seeds``: the reset seeds to play
+    instead of the held-out ones (demonstrations play training deals).
     """
-    queue = deque(enumerate(eval_seeds(episodes, seed)))
+    if seeds is None:
+        seeds = eval_seeds(episodes, seed)
+    elif len(seeds) != episodes:
+        raise ValueError(f"{len(seeds)} seeds for {episodes} episodes")
+    queue = deque(enumerate(seeds))
     results: list[Episode | None] = [None] * episodes
     running: list[_Running] = []
 

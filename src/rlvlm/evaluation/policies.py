@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rlvlm.evaluation.protocol import Policy, Turn
+from rlvlm.games.base import Task
 
 if TYPE_CHECKING:
     from rlvlm.evaluation.api import ApiSettings
@@ -16,13 +17,31 @@ if TYPE_CHECKING:
 
 
 class OraclePolicy:
-    """The game's expert, replying with its chain of thought as a model would."""
+    """The game's expert, replying with its chain of thought (``cot``) as a model would.
+
+    With ``epsilon``, each action is instead, with that probability, a uniformly random legal
+    one drawn from ``rng`` (which it draws from at every turn), and the reply is truthful
+    about it: the demonstrations' exploration."""
 
     name = "oracle"
     image_size = None
 
+    def __init__(
+        self, epsilon: float = 0.0, rng: np.random.Generator | None = None, cot: bool = True
+    ):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be a probability from 0 to 1, got {epsilon}")
+        self.epsilon, self.cot = epsilon, cot
+        self.rng = rng or np.random.default_rng(0)
+
     def replies(self, turns: Sequence[Turn]) -> list[str]:
-        return [turn.task.reply(turn.view, turn.task.oracle_action(turn.view)) for turn in turns]
+        return [self._reply(turn.task, turn.view) for turn in turns]
+
+    def _reply(self, task: Task, view: Hashable) -> str:
+        action = task.oracle_action(view)
+        if self.epsilon and self.rng.random() < self.epsilon:
+            action = int(self.rng.choice(task.legal_actions(view)))
+        return task.reply(view, action, cot=self.cot)
 
 
 class RandomPolicy:

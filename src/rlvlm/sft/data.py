@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from rlvlm.games import get_game, make
-from rlvlm.games.base import Task, succeeded
+from rlvlm.evaluation.episodes import run_episodes
+from rlvlm.evaluation.policies import OraclePolicy
+from rlvlm.games import get_game
 from rlvlm.io import open_atomic, write_json
 from rlvlm.progress import progress_bar
 from rlvlm.seeds import demonstration_seeds
@@ -32,6 +33,8 @@ DATA_FILE = "data.jsonl"
 META_FILE = "meta.json"
 IMAGE_DIR = "images"
 IMAGE_TOKEN = "<image>"
+#: Demonstration episodes played before their pictures are written out.
+_EPISODES_IN_MEMORY = 64
 
 
 class Demonstration(NamedTuple):
@@ -70,13 +73,10 @@ def write_demonstrations(
     run leaves no file that points at pictures this run has overwritten.
     """
     get_game(game)  # an unknown game fails here, naming the valid ones
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon must be a probability from 0 to 1, got {epsilon}")
     seeds = demonstration_seeds(episodes, seed)
-    env = make(game, **({} if image_size is None else {"image_size": image_size}))
-    arena = env.unwrapped
-    task: Task = arena.task
-    explore = np.random.default_rng([seed, 1])  # a stream apart from the deals'
+    # One episode at a time, so that the exploration draws come in the order of the steps.
+    expert = OraclePolicy(epsilon, np.random.default_rng([seed, 1]), cot=cot)
+    env_kwargs = {} if image_size is None else {"image_size": image_size}
 
     out = Path(out)
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
@@ -85,35 +85,40 @@ def write_demonstrations(
     steps = successes = 0
     with (
         open_atomic(out / DATA_FILE) as data,
-        progress_bar(seeds, desc=f"{game} demonstrations", unit="episode", enabled=progress) as bar,
+        progress_bar(
+            total=episodes, desc=f"{game} demonstrations", unit="episode", enabled=progress
+        ) as bar,
     ):
-        for episode, episode_seed in enumerate(bar):
-            observation, _ = env.reset(seed=episode_seed)
-            episode_return = 0.0
-            for step in range(arena.max_steps):
-                view = arena.view()
-                action = task.oracle_action(view)
-                if explore.random() < epsilon:
-                    action = int(explore.choice(task.legal_actions(view)))
-                name = f"{game}-{episode:06d}-{step:02d}"
-                image = f"{IMAGE_DIR}/{name}.png"
-                Image.fromarray(observation).save(out / image)
-                record = {
-                    "id": name,
-                    "image": image,
-                    "conversations": [
-                        {"from": "human", "value": f"{IMAGE_TOKEN}\n{task.prompt(view, cot=cot)}"},
-                        {"from": "gpt", "value": task.reply(view, action, cot=cot)},
-                    ],
-                }
-                data.write(json.dumps(record, ensure_ascii=False) + "\n")
-                steps += 1
-                observation, reward, terminated, truncated, info = env.step(action)
-                episode_return += float(reward)
-                if terminated or truncated:
-                    break
-            successes += succeeded(episode_return, info.get("won"))
-    env.close()
+        for first in range(0, episodes, _EPISODES_IN_MEMORY):
+            chunk = seeds[first : first + _EPISODES_IN_MEMORY]
+            played = run_episodes(
+                game,
+                expert,
+                len(chunk),
+                seeds=chunk,
+                batch_size=1,
+                cot=cot,
+                env_kwargs=env_kwargs,
+                record=len(chunk),
+            )
+            for episode_number, episode in enumerate(played, first):
+                for step_number, step in enumerate(episode.steps):
+                    name = f"{game}-{episode_number:06d}-{step_number:02d}"
+                    image = f"{IMAGE_DIR}/{name}.png"
+                    Image.fromarray(step.image).save(out / image)
+                    record = {
+                        "id": name,
+                        "image": image,
+                        "conversations": [
+                            {"from": "human", "value": f"{IMAGE_TOKEN}\n{step.prompt}"},
+                            {"from": "gpt", "value": step.reply},
+                        ],
+                    }
+                    data.write(json.dumps(record, ensure_ascii=False) + "\n")
+                steps += len(episode.steps)
+                successes += episode.success
+            bar.update(len(chunk))
+    size = played[0].steps[0].image.shape[0]  # the pictures', given or the game's own
 
     summary = DemonstrationSummary(out / DATA_FILE, episodes, steps, successes / episodes)
     write_json(
@@ -124,7 +129,7 @@ def write_demonstrations(
             "steps": steps,
             "epsilon": epsilon,
             "seed": seed,
-            "image_size": arena.image_size,
+            "image_size": size,
             "cot": cot,
             "expert_success_rate": summary.success_rate,
         },
