@@ -69,6 +69,14 @@ def test_eval_same_seed_same_result_other_seed_other_deals(tmp_path):
         (["eval", "--game", "numberline", "--policy", "oracle", "--episodes", "0"], "positive"),
         (["eval", "--game", "numberline", "--policy", "oracle", "--seed", "-1"], "0 or more"),
         (["eval", "--game", "numberline", "--policy", "oracle", "--out", "."], "is a directory"),
+        (
+            ["eval", "--game", "numberline", "--policy", "oracle", "--out", "/proc/no/r.json"],
+            "argument --out: cannot write /proc/no",
+        ),
+        (
+            ["eval", "--game", "numberline", "--policy", "oracle", "--replays", "/proc/no"],
+            "argument --replays: cannot write /proc/no",
+        ),
         (["games", "--image-size", "8"], "at least 32"),
         (["bench", "gpus"], "invalid choice: 'gpus'"),
         (["bench", "scale"], "bench scale needs --arch"),
@@ -82,6 +90,7 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # found before any work: nothing was played or printed
 
 
 def test_bench_envs_prints_each_game_beside_its_baseline(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -153,6 +154,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlvlm.io import write_json
 
     _quiet_transformers()
+    if args.out and Path(args.out).is_dir():
+        raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
+    for flag, directory in (
+        ("--out", args.out and Path(args.out).parent),
+        ("--replays", args.replays),
+    ):
+        if directory:  # before the model loads and the episodes play
+            _check_writable(Path(directory), flag)
     torch.manual_seed(args.seed)
     try:
         policy = make_policy(
@@ -166,8 +175,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
     image_size = args.image_size or policy.image_size or 300
-    if args.out and Path(args.out).is_dir():
-        raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
     try:
         episodes = run_episodes(
             args.game,
@@ -211,6 +218,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _UsageError(f"argument --out: cannot write {args.out}: {error}") from None
     return 0
+
+
+def _check_writable(directory: Path, flag: str) -> None:
+    """An output directory that cannot be made or written to is found before any work."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _UsageError(f"argument {flag}: cannot write {directory}: {error}") from None
+    if not os.access(directory, os.W_OK):
+        raise _UsageError(f"argument {flag}: cannot write {directory}: permission denied")
 
 
 def _print_result(result: dict) -> None:
