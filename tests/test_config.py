@@ -168,11 +168,13 @@ def test_a_dataclass_default_config_is_the_papers():
 
 
 def test_a_config_is_built_and_checked_without_torch():
-    """So that the command line's config errors come at once, not after torch has loaded."""
+    """So that the command line's config errors come at once, not after torch has loaded, and a
+    report or an experiment's table is made without it."""
     code = (
         "import sys\n"
         "from rlvlm.config import load_config\n"
         "from rlvlm.layout import new_run_dir\n"
+        "import rlvlm.report, rlvlm.experiment\n"
         "new_run_dir(load_config('tiny/ezpoints', ['model.freeze=[vision]']))\n"
         "heavy = {'torch', 'transformers', 'accelerate'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
