@@ -94,16 +94,8 @@ class ApiPolicy:
         self.model, self.name = model, f"api:{model}"
         self.settings = settings = settings or ApiSettings.from_environment()
         self.temperature, self.max_tokens = temperature, max_tokens
-        self._usage: dict[str, Any] = dict.fromkeys(
-            (
-                "requests",
-                "failed_requests",
-                "unusable_replies",
-                "prompt_tokens",
-                "completion_tokens",
-            ),
-            0,
-        )
+        counts = ("requests", "failed_requests", "unusable_replies", *TOKEN_COUNTS)
+        self._usage: dict[str, Any] = dict.fromkeys(counts, 0)
         self._usage["last_error"] = None
         self._calls = 0
         self._answered = False  # whether any request has reached the endpoint
