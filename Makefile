@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the rest then resolves on top of it without replacing it.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,alfworld,ray]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,alfworld,ray,baselines]"
 	touch $(STAMP)
 
 # The main job: the embedded default config (tiny preset, NumberLine, SFT then PPO), then

@@ -81,6 +81,7 @@ def test_eval_same_seed_same_result_other_seed_other_deals(tmp_path):
         (["bench", "gpus"], "invalid choice: 'gpus'"),
         (["bench", "scale"], "bench scale needs --arch"),
         (["bench", "scale", "--arch", "gpt-2"], "unknown architecture 'gpt-2'"),
+        (["baseline", "cnn", "--game", "alfworld"], "invalid choice: 'alfworld'"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )

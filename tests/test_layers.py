@@ -15,7 +15,7 @@ LAYERS = (
     ("layout",),
     ("models",),
     ("evaluation",),
-    ("rl", "sft"),
+    ("rl", "sft", "baselines"),
     ("report", "train"),
     ("experiment", "bench"),
     ("cli",),

@@ -712,6 +712,39 @@ def cmd_alfworld(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=["cnn"], help="cnn: SB3 PPO on the pictures")
+    parser.add_argument("--game", choices=CARD_GAMES, required=True)
+    parser.add_argument("--seed", type=_non_negative, default=0)
+    parser.add_argument(
+        "--steps",
+        type=_positive,
+        help="environment steps (default: those of the game's tiny config's PPO stage)",
+    )
+    parser.add_argument("--envs", type=_positive, default=8, help="parallel environments")
+    parser.add_argument(
+        "--out", type=Path, help="run directory (default: runs/cnn-<game>-seed<seed>)"
+    )
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from rlvlm.baselines.cnn import CnnSettings, train_cnn
+
+    out = args.out or Path("runs") / f"cnn-{args.game}-seed{args.seed}"
+    _check_writable(out, "--out")
+    settings = CnnSettings(args.game, seed=args.seed, steps=args.steps, num_envs=args.envs)
+    try:
+        result = train_cnn(settings, out)
+    except ImportError as error:
+        raise _UsageError(str(error)) from None
+    print(
+        f"cnn {args.game} seed {args.seed}: held-out success {result['success_rate']:.1%} after "
+        f"{result['env_steps']} environment steps (peak {result['peak_success_rate']:.1%} at "
+        f"{result['peak_step']}), {result['train_seconds']:.0f} s; in {out}"
+    )
+    return 0
+
+
 def _pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=_preset, default="tiny-llava", help="a tiny preset")
     parser.add_argument("--games", nargs="+", choices=CARD_GAMES, default=list(CARD_GAMES))
@@ -799,6 +832,11 @@ COMMANDS = {
         cmd_report,
     ),
     "bench": ("throughput figures beside a baseline", _bench_arguments, cmd_bench),
+    "baseline": (
+        "the paper's CNN + RL row: PPO on the pictures",
+        _baseline_arguments,
+        cmd_baseline,
+    ),
     "experiment": (
         "a grid of training runs (games x seeds x config keys), resumable",
         _experiment_arguments,

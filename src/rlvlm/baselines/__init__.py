@@ -1,0 +1,1 @@
+"""Baselines beside the VLM: players that are not language models."""
