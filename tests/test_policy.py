@@ -231,3 +231,30 @@ def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error(monkeypatch):
     with pytest.raises(ValueError, match=r"cannot load 'nobody/no-such-vlm': ") as error:
         load_policy("nobody/no-such-vlm")
     assert "\n" not in str(error.value)
+
+
+def test_a_prompt_past_the_context_is_one_clear_error_never_a_silent_overflow(batch):
+    from rlvlm.models.policy import ContextTooLong
+    from rlvlm.sft.data import Demonstration
+    from rlvlm.sft.trainer import train_sft
+
+    policy = load_policy("tiny-llava")
+    images, prompts = batch
+    context = policy.context_length
+    assert context == 1024
+    fits = len(policy.encode(images[:1], prompts[:1])["input_ids"][0])
+    # The prompt fits, the prompt with the longest reply allowed does not.
+    with pytest.raises(ContextTooLong, match=f"more than the {context} of tiny-llava") as error:
+        policy.generate(images[:1], prompts[:1], max_new_tokens=context - fits + 1)
+    assert "\n" not in str(error.value)
+    policy.generate(images[:1], prompts[:1], max_new_tokens=4)
+    long_prompt = prompts[0] + " and" * context
+    with pytest.raises(ContextTooLong):
+        policy.score(images[:1], [long_prompt], [[1, 2, 3]])
+    # SFT says so before its first step, whichever demonstration is the long one.
+    demonstrations = [Demonstration(str(i), images[0], prompts[0], "x") for i in range(7)]
+    demonstrations.insert(5, Demonstration("long", images[0], long_prompt, "x"))
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    with pytest.raises(ContextTooLong):
+        train_sft(policy, demonstrations, batch_size=2, progress=False)
+    assert not _changed(policy, before)

@@ -190,6 +190,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     except ApiError as error:
         raise _UsageError(f"argument --policy: {error}") from None
+    except ValueError as error:
+        from rlvlm.models.policy import ContextTooLong  # loaded already if a model played
+
+        if not isinstance(error, ContextTooLong):
+            raise
+        raise _UsageError(f"argument --policy: {error}") from None
     result = summarize(episodes, args.game, policy.name)
     usage = getattr(policy, "usage", None)  # what an API policy's endpoint reported
     if usage is not None:

@@ -104,6 +104,10 @@ class Scores(NamedTuple):
         return thought_coef * self.thought_logprob + self.action_logprob
 
 
+class ContextTooLong(ValueError):
+    """A prompt and its reply need more positions than the language model has."""
+
+
 class Generation(NamedTuple):
     reply_ids: list[list[int]]  # each ends with the end-of-sequence token if the model stopped
     texts: list[str]
@@ -176,13 +180,32 @@ class VLMPolicy(nn.Module):
             messages, add_generation_prompt=True, tokenize=False
         )
 
-    def encode(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> BatchFeature:
-        """Model inputs for a batch of (image, prompt) pairs, left-padded."""
+    @property
+    def context_length(self) -> int | None:
+        """The positions the language model was built for; None where its config is silent."""
+        return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+
+    def encode(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], reply_tokens: int = 0
+    ) -> BatchFeature:
+        """Model inputs for a batch of (image, prompt) pairs, left-padded.
+
+        Raises ``ContextTooLong`` when the longest prompt and ``reply_tokens`` more would not
+        fit the context: past it, positions extrapolate silently, and nothing else says so.
+        """
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         self.tokenizer.padding_side = "left"
         texts = [self.chat_prompt(prompt) for prompt in prompts]
         inputs = self.processor(images=list(images), text=texts, padding=True, return_tensors="pt")
+        prompt_tokens, context = inputs["input_ids"].shape[1], self.context_length
+        if context is not None and prompt_tokens + reply_tokens > context:
+            raise ContextTooLong(
+                f"a prompt of {prompt_tokens} tokens (image included) and a reply of up to "
+                f"{reply_tokens} need {prompt_tokens + reply_tokens} positions, more than the "
+                f"{context} of {self.base}: shorten the prompt (e.g. env.history) or the reply "
+                "(ppo.max_new_tokens), or use a model with a longer context"
+            )
         return inputs.to(self.device)
 
     @torch.no_grad()
@@ -197,7 +220,7 @@ class VLMPolicy(nn.Module):
     ) -> Generation:
         """Replies for a whole batch at once (KV cache; greedy when temperature is 0), with
         their scores at the sampling temperature (at 1 for greedy replies)."""
-        inputs = self.encode(images, prompts)
+        inputs = self.encode(images, prompts, max_new_tokens)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
         recorder = _SampledLogprobs(temperature or 1.0, self.suppressed_token_ids)
         with self._autocast(), self._lm_head_inputs() as hidden:
@@ -277,8 +300,9 @@ class VLMPolicy(nn.Module):
         whole rollout, it serves every minibatch of every epoch through ``take``."""
         if len(reply_ids) != len(prompts):
             raise ValueError(f"{len(reply_ids)} replies for {len(prompts)} prompts")
-        inputs = {key: value.cpu() for key, value in self.encode(images, prompts).items()}
         replies = _ReplyTensors(*(t.cpu() for t in self._reply_tensors(reply_ids)))
+        encoded = self.encode(images, prompts, replies.ids.shape[1])
+        inputs = {key: value.cpu() for key, value in encoded.items()}
         token_keys = ("input_ids", "attention_mask", *self.family.token_inputs)
         return ScoringInputs(inputs, replies, tuple(k for k in token_keys if k in inputs))
 

@@ -23,6 +23,18 @@ def reply_token_ids(policy: VLMPolicy, reply: str) -> list[int]:
     return [*ids, policy.tokenizer.eos_token_id]
 
 
+def _check_context(
+    policy: VLMPolicy, demonstrations: Sequence[Demonstration], replies: list[list[int]]
+) -> None:
+    """Before the first step, the longest demonstration (its prompt's tokens and its reply's;
+    every picture takes the same number) must fit the context: ``ContextTooLong`` if not."""
+    prompts = policy.tokenizer([d.prompt for d in demonstrations])["input_ids"]
+    longest = int(np.argmax([len(p) + len(r) for p, r in zip(prompts, replies, strict=True)]))
+    policy.encode(
+        [demonstrations[longest].image], [demonstrations[longest].prompt], len(replies[longest])
+    )
+
+
 def train_sft(
     policy: VLMPolicy,
     demonstrations: Sequence[Demonstration],
@@ -49,6 +61,7 @@ def train_sft(
     # stop on parameters without a gradient.
     policy.value_head.requires_grad_(False)
     replies = [reply_token_ids(policy, demonstration.reply) for demonstration in demonstrations]
+    _check_context(policy, demonstrations, replies)
     per_step = batch_size * accelerator.num_processes
     steps_per_epoch = max(len(demonstrations) // per_step, 1)
     total = steps_per_epoch * epochs
