@@ -103,6 +103,7 @@ def test_a_config_survives_writing_and_reading(tmp_path):
         ("model.freeze=[eyes]", r"unknown parts \['eyes'\]"),
         ("ppo.top_p=0.9", r"ppo\.top_p must be 1: training scores the whole distribution"),
         ("game=chess", r"unknown game 'chess'"),
+        ("env.history=-1", r"env\.history must be 0 or more"),
         ("ppo.group_size=3", r"ppo\.group_size \(3\) must divide ppo\.num_envs \(16\)"),
         ("ppo.advantage=grpo", r"set ppo\.group_size to 2 or more"),
         ("ppo.lr", r"key=value"),

@@ -330,3 +330,53 @@ def test_noop_observation_is_a_fresh_array():
     observation[:] = 0
     again, *_ = env.step(GARBAGE)
     np.testing.assert_array_equal(again, expected)
+
+
+# ----------------------------------------------------------------------------- history
+
+
+def test_history_recalls_the_last_steps_in_order_and_forgets_at_reset():
+    env = wrapped("numberline", history=2)
+    plain = wrapped("numberline")
+    options = {"target": 4, "current": 1}
+    _, info = env.reset(seed=0, options=options)
+    _, plain_info = plain.reset(seed=0, options=options)
+    assert info["prompt"] == plain_info["prompt"]  # nothing to recall yet
+    game = env.unwrapped
+    fed_back = []
+    for action in ("+", "+", "-"):
+        _, _, _, _, info = env.step(reply(action))
+        fed_back.append(game.task.feedback(game.view()))
+    recalled = info["prompt"].split("Your last 2 steps, oldest first:\n")[1]
+    assert recalled.startswith(
+        f'1. You took "+". Then: {fed_back[1]}\n2. You took "-". Then: {fed_back[2]}\n'
+        "Your response should be"
+    )
+    assert fed_back[2] == "Target: 4. Current: 2."
+    _, info = env.reset(seed=0, options=options)
+    assert info["prompt"] == plain_info["prompt"]
+
+
+def test_history_names_a_no_op_and_zero_steps_change_nothing():
+    from rlvlm.games.wrappers import NO_ACTION
+
+    env = wrapped("numberline", history=1, on_invalid="noop")
+    env.reset(seed=3)
+    _, _, _, _, info = env.step(GARBAGE)
+    assert f"You took {json.dumps(NO_ACTION)}." in info["prompt"]
+    with pytest.raises(ValueError, match="history must be 0 or more"):
+        wrapped("numberline", history=-1)
+
+
+def test_demonstrations_and_evaluations_show_the_history(tmp_path):
+    from rlvlm.evaluation.episodes import run_episodes
+    from rlvlm.evaluation.policies import OraclePolicy
+    from rlvlm.sft.data import load_demonstrations, write_demonstrations
+
+    write_demonstrations("ezpoints", 3, tmp_path, image_size=SMALL, history=1)
+    prompts = [d.prompt for d in load_demonstrations(tmp_path)]
+    assert "Your last 1 steps" not in prompts[0] and "Your last 1 steps" in prompts[1]
+    played = run_episodes(
+        "ezpoints", OraclePolicy(), 2, history=1, env_kwargs={"image_size": SMALL}, record=2
+    )
+    assert "Your last 1 steps" in played[0].steps[1].prompt

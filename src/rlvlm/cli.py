@@ -119,6 +119,13 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-cot", action="store_true", help="prompt for the action only")
     parser.add_argument(
+        "--history",
+        metavar="K",
+        type=_non_negative,
+        default=0,
+        help="prompts recall the episode's last K steps (default 0, the paper's)",
+    )
+    parser.add_argument(
         "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
     )
     parser.add_argument("--temperature", type=float, default=0.2, help="model sampling")
@@ -184,6 +191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             on_invalid=args.on_invalid,
             cot=not args.no_cot,
+            history=args.history,
             env_kwargs={"image_size": image_size},
             progress=True,
             record=REPLAY_EPISODES if args.replays else 0,
@@ -310,6 +318,13 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         help="picture size (default: 84, the default tiny preset's; give your model's)",
     )
     parser.add_argument("--no-cot", action="store_true", help="replies name the action only")
+    parser.add_argument(
+        "--history",
+        metavar="K",
+        type=_non_negative,
+        default=0,
+        help="prompts recall the episode's last K steps (default 0, the paper's)",
+    )
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -329,6 +344,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             seed=args.seed,
             image_size=image_size,
             cot=not args.no_cot,
+            history=args.history,
             progress=True,
         )
     except ValueError as error:  # what argparse cannot check, e.g. a caller's own image size

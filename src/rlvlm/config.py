@@ -73,6 +73,16 @@ class VisionConfig:
 
 
 @dataclass
+class EnvConfig:
+    history: int = 0
+    """Steps the prompt recalls: the episode's last K actions, each with the text of what
+    followed (0, the paper's setting: none). Demonstrations, rollouts and evaluations alike."""
+
+    def __post_init__(self):
+        _check(self.history >= 0, "env.history must be 0 or more")
+
+
+@dataclass
 class SFTConfig:
     episodes: int = 4000
     """Oracle episodes recorded as demonstrations (0 skips SFT)."""
@@ -230,6 +240,7 @@ class TrainConfig:
     [] for none."""
     model: ModelConfig = field(default_factory=ModelConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

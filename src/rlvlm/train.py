@@ -226,6 +226,7 @@ def _record_demonstrations(config: TrainConfig, data_dir: Path, progress: bool) 
         seed=config.seed,
         image_size=image_size,
         cot=config.ppo.cot,
+        history=config.env.history,
         progress=progress,
     )
 

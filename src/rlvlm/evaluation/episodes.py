@@ -82,6 +82,7 @@ def run_episodes(
     batch_size: int = 16,
     on_invalid: Literal["random", "noop"] = "random",
     cot: bool = True,
+    history: int = 0,
     env_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
     record: int = 0,
@@ -109,7 +110,7 @@ def run_episodes(
         running.append(_Running(env, index, episode_seed, observation, info, steps=steps))
 
     for _ in range(min(batch_size, episodes)):
-        start(TextActions(make(game, **(env_kwargs or {})), on_invalid, cot=cot))
+        start(TextActions(make(game, **(env_kwargs or {})), on_invalid, cot=cot, history=history))
 
     finished = wins = 0
     with progress_bar(

@@ -102,6 +102,11 @@ class Task(ABC):
         fields = self.thoughts(view, action) if cot else {}
         return json.dumps(fields | {"action": self.actions(view)[action]}, ensure_ascii=False)
 
+    def feedback(self, view: Any) -> str:
+        """The text of what a step led to, as a prompt's history recalls it: the description
+        of the picture by default."""
+        return self.describe(view)
+
     def stated_facts(self, reply: str) -> dict[str, str]:
         """The facts about the picture that a reply's thoughts state, by name, in a canonical
         text; a fact the reply does not state is left out. None by default."""
@@ -125,12 +130,36 @@ def succeeded(episode_return: float, won: bool | None = None) -> bool:
     return bool(won) if won is not None else episode_return > 0
 
 
+REPLY_FORMAT_START = "Your response should be"
+
+
 def reply_format(fields: Sequence[tuple[str, str]]) -> str:
     """The prompt's description of the JSON reply, one ``"key": hint`` line per field."""
     body = ",\n".join(f'  "{key}": {hint}' for key, hint in fields)
-    return (
-        "Your response should be a valid JSON object in the following format:\n{\n" + body + "\n}"
+    return f"{REPLY_FORMAT_START} a valid JSON object in the following format:\n{{\n{body}\n}}"
+
+
+def with_history(prompt: str, history: Sequence[tuple[str, str]]) -> str:
+    """``prompt`` with the episode's last steps, (action taken, what followed) oldest first,
+    recalled just before its reply format.
+
+    >>> steps = [("+", "Now 3."), ("-", "Now 2.")]
+    >>> print(with_history("Go.\\nYour response should be JSON.", steps))
+    Go.
+    Your last 2 steps, oldest first:
+    1. You took "+". Then: Now 3.
+    2. You took "-". Then: Now 2.
+    Your response should be JSON.
+    """
+    if not history:
+        return prompt
+    recalled = "".join(
+        f"{i}. You took {json.dumps(action, ensure_ascii=False)}. Then: {feedback}\n"
+        for i, (action, feedback) in enumerate(history, 1)
     )
+    block = f"Your last {len(history)} steps, oldest first:\n{recalled}"
+    head, marker, tail = prompt.rpartition(REPLY_FORMAT_START)
+    return head + block + marker + tail if marker else f"{prompt}\n{block}"
 
 
 def action_choices(names: Sequence[str]) -> str:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import string
+from collections import deque
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlvlm.games.base import GameEnv
+from rlvlm.games.base import GameEnv, with_history
+
+#: What the history says was done after a reply that named no action (a no-op).
+NO_ACTION = "(no action: the reply named none)"
 
 
 class TextActions(gym.Wrapper):
@@ -24,8 +28,10 @@ class TextActions(gym.Wrapper):
     ``parse_reason`` and ``action`` (the action taken, None for a no-op). With CoT prompts
     it also says ``thought_check``: whether the reply stated each fact of the picture truly,
     as ``(fact, true)`` pairs (a tuple, which vector envs keep whole). Every ``info``
-    also carries ``prompt``, the text to show the agent beside the image. An episode lasts
-    at most the game's ``max_steps`` steps, no-ops included.
+    also carries ``prompt``, the text to show the agent beside the image; with ``history``
+    K, the prompt recalls the episode's last K steps (each action taken and the text of what
+    followed, ``Task.feedback``). An episode lasts at most the game's ``max_steps`` steps,
+    no-ops included.
     """
 
     def __init__(
@@ -34,10 +40,13 @@ class TextActions(gym.Wrapper):
         on_invalid: Literal["random", "noop"] = "random",
         penalty: float = 1.0,
         cot: bool = True,
+        history: int = 0,
     ):
         super().__init__(env)
         if on_invalid not in ("random", "noop"):
             raise ValueError(f"on_invalid must be 'random' or 'noop', got {on_invalid!r}")
+        if history < 0:
+            raise ValueError(f"history must be 0 or more steps, got {history}")
         game = env.unwrapped
         if not isinstance(game, GameEnv):
             raise TypeError(f"TextActions needs an rlvlm game, got {type(game).__name__}")
@@ -47,12 +56,14 @@ class TextActions(gym.Wrapper):
         self._fallback_rng = np.random.default_rng()
         self._last_info: dict[str, Any] | None = None
         self.steps = self.format_errors = 0
+        self.history: deque[tuple[str, str]] = deque(maxlen=history)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         observation, info = self.env.reset(seed=seed, options=options)
         if seed is not None:  # replay with the episode, on a stream of its own: the env's
             self._fallback_rng = np.random.default_rng([seed, 1])  # is default_rng(seed)
         self.steps = self.format_errors = 0
+        self.history.clear()
         self._last_info = info
         return observation, self._annotate(info)
 
@@ -77,6 +88,9 @@ class TextActions(gym.Wrapper):
             info = {**self._last_info, "invalid_action": False}
         else:
             observation, reward, terminated, truncated, info = self.env.step(action)
+        if self.history.maxlen:
+            taken = NO_ACTION if action is None else task.actions(view)[action]
+            self.history.append((taken, task.feedback(self.game.view())))
         self.steps += 1
         self.format_errors += not parsed.valid
         truncated = truncated or (not terminated and self.steps >= self.game.max_steps)
@@ -91,5 +105,5 @@ class TextActions(gym.Wrapper):
         return observation, reward, terminated, truncated, info
 
     def _annotate(self, info: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        prompt = self.game.task.prompt(self.game.view(), cot=self.cot)
+        prompt = with_history(self.game.task.prompt(self.game.view(), cot=self.cot), self.history)
         return {**info, **extra, "format_errors": self.format_errors, "prompt": prompt}

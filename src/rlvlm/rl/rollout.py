@@ -36,6 +36,7 @@ def make_envs(
     on_invalid: Literal["random", "noop"] = "random",
     penalty: float = 1.0,
     cot: bool = True,
+    history: int = 0,
     group_size: int = 1,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` text-action copies of a game; a finished episode resets in the same step.
@@ -45,7 +46,7 @@ def make_envs(
     def make_one() -> gym.Env:
         env = make(game, image_size=image_size)
         env = SeedEachEpisode(env, group_size) if group_size > 1 else env
-        return TextActions(env, on_invalid, penalty, cot)
+        return TextActions(env, on_invalid, penalty, cot, history)
 
     vector_cls = {"sync": SyncVectorEnv, "async": AsyncVectorEnv}[vector]
     return vector_cls([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)

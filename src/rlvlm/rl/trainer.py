@@ -150,6 +150,7 @@ class PPOTrainer:
             on_invalid=ppo.on_invalid,
             penalty=ppo.invalid_penalty,
             cot=ppo.cot,
+            history=self.config.env.history,
             group_size=ppo.group_size,
         )
         bar = progress_bar(
@@ -437,6 +438,7 @@ def evaluate_held_out(
         batch_size=settings.batch_size,
         on_invalid=ppo.on_invalid,
         cot=ppo.cot,
+        history=config.env.history,
         env_kwargs={"image_size": policy.image_size},
         progress=progress,
         record=settings.replays if replays else 0,

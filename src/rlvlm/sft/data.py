@@ -62,6 +62,7 @@ def write_demonstrations(
     seed: int = 0,
     image_size: int | None = None,
     cot: bool = True,
+    history: int = 0,
     progress: bool = False,
 ) -> DemonstrationSummary:
     """Play ``episodes`` episodes with the game's expert and write every step to ``out``.
@@ -98,6 +99,7 @@ def write_demonstrations(
                 seeds=chunk,
                 batch_size=1,
                 cot=cot,
+                history=history,
                 env_kwargs=env_kwargs,
                 record=len(chunk),
             )

@@ -115,6 +115,9 @@ class ALFWorldTask(Task):
     def describe(self, view: ALFWorldView) -> str:
         return f"Task: {view.task}. {_situation(view)}"
 
+    def feedback(self, view: ALFWorldView) -> str:
+        return " ".join(view.observation.split())  # the engine's own words
+
     def labels(self, view: ALFWorldView) -> list[Label]:
         return []  # no fixed categories to read off the picture
 
