@@ -303,3 +303,34 @@ def test_cli_generate_writes_a_suite(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["alfworld", "generate", "--out", str(tmp_path), "--games", "1", "--split", "x"])
     assert stop.value.code == 2
+
+
+# ---------------------------------------------------------------------- the tiny preset's text
+
+
+def test_the_shipped_corpus_is_what_its_writer_writes():
+    from itertools import islice
+
+    from rlvlm.games.alfworld.corpus import alfworld_lines
+    from rlvlm.models.tokenizer import alfworld_corpus
+
+    written = list(alfworld_lines(games=2))  # the first two of the shipped corpus's games
+    assert len(written) == len(set(written)) > 100
+    assert list(islice(alfworld_corpus(), len(written))) == written
+
+
+def test_the_alfworld_preset_reads_unseen_rooms_in_far_fewer_tokens_and_fits_them():
+    from rlvlm.models import load_policy
+    from rlvlm.models.presets import llava_tokenizer
+
+    env = TextActions(make(split="valid_unseen", image_size=84), history=3)
+    image, info = env.reset(seed=5)
+    game = env.unwrapped
+    for _ in range(3):
+        image, _, _, _, info = env.step(game.task.reply(game.view(), 0))
+    policy = load_policy("tiny-llava-alfworld")
+    cards_only = len(llava_tokenizer()(info["prompt"])["input_ids"])
+    own = len(policy.tokenizer(info["prompt"])["input_ids"])
+    assert own < 0.6 * cards_only  # 510 against 1,001 here
+    assert policy.context_length == 2048
+    policy.generate([image], [info["prompt"]], max_new_tokens=4)  # within the context

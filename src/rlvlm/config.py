@@ -28,7 +28,14 @@ MODEL_PARTS = ("vision", "projector", "language")
 #: The experiment trackers a run can log to (``log_with``).
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 #: The tiny presets, which ``rlvlm.models.presets`` builds.
-TINY_PRESETS = ("tiny-llava", "tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-qwen3-vl", "tiny-idefics3")
+TINY_PRESETS = (
+    "tiny-llava",
+    "tiny-llava-alfworld",
+    "tiny-qwen2-vl",
+    "tiny-qwen2.5-vl",
+    "tiny-qwen3-vl",
+    "tiny-idefics3",
+)
 
 #: What ``rlvlm train`` runs without arguments.
 DEFAULT_CONFIG = "tiny/numberline"

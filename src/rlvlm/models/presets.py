@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import torch
 from transformers import (
@@ -67,6 +67,9 @@ MERGE_SIZE = 2  # Qwen's spatial merge and Idefics3's pixel-shuffle scale factor
 TEXT_WIDTH, TEXT_LAYERS, TEXT_HEADS = 256, 4, 4
 VISION_WIDTH, VISION_LAYERS, VISION_HEADS = 192, 3, 4
 HEAD_DIM = TEXT_WIDTH // TEXT_HEADS
+#: The ALFWorld preset's tokenizer and context: ALFWorld prompts list every admissible
+#: command and a room's receptacles, so they run far longer than the card games'.
+ALFWORLD_VOCAB, ALFWORLD_CONTEXT = 2048, 2048
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,17 @@ IDEFICS3_TEMPLATE = (
 
 
 @cache
-def llava_tokenizer() -> PreTrainedTokenizerFast:
-    return train_tokenizer(["USER:", "ASSISTANT:"], "<image>", eos_token="</s>", pad_token="<pad>")
+def llava_tokenizer(
+    corpora: tuple[str, ...] = ("cards",), vocab_size: int = 1024
+) -> PreTrainedTokenizerFast:
+    return train_tokenizer(
+        ["USER:", "ASSISTANT:"],
+        "<image>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        vocab_size=vocab_size,
+        corpora=corpora,
+    )
 
 
 @cache
@@ -168,10 +180,12 @@ def idefics3_tokenizer() -> PreTrainedTokenizerFast:
     return train_tokenizer(specials, "<image>", eos_token="<end_of_utterance>", pad_token="<pad>")
 
 
-def build_tiny_llava() -> tuple[PreTrainedModel, ProcessorMixin]:
+def build_tiny_llava(
+    corpora: tuple[str, ...] = ("cards",), vocab_size: int = 1024, context: int = 1024
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     from transformers import CLIPImageProcessorPil
 
-    tokenizer = llava_tokenizer()
+    tokenizer = llava_tokenizer(corpora, vocab_size)
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     )
@@ -193,7 +207,7 @@ def build_tiny_llava() -> tuple[PreTrainedModel, ProcessorMixin]:
     )
     config = LlavaConfig(
         vision_config=vision,
-        text_config=_text_config(tokenizer),
+        text_config=_text_config(tokenizer, max_position_embeddings=context),
         image_token_id=tokenizer.image_token_id,
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
@@ -336,6 +350,12 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
         Preset("tiny-llava", "llava", build_tiny_llava, "LLaVA: CLIP encoder + Llama, 84 px"),
+        Preset(
+            "tiny-llava-alfworld",
+            "llava",
+            partial(build_tiny_llava, ("cards", "alfworld"), ALFWORLD_VOCAB, ALFWORLD_CONTEXT),
+            "tiny-llava with ALFWorld's words in its tokenizer and a longer context",
+        ),
         Preset(
             "tiny-qwen2-vl",
             "qwen2_vl",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator, Sequence
+from itertools import chain
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -10,6 +13,8 @@ from transformers import PreTrainedTokenizerFast
 from rlvlm.games import CARD_GAMES, make
 
 CORPUS_SEEDS = range(200)
+#: Text written once and shipped (see each file's writer).
+CORPORA_DIR = Path(__file__).parent / "corpora"
 
 
 def game_corpus(seeds: Sequence[int] = CORPUS_SEEDS) -> Iterator[str]:
@@ -28,14 +33,27 @@ def game_corpus(seeds: Sequence[int] = CORPUS_SEEDS) -> Iterator[str]:
         env.close()
 
 
+def alfworld_corpus() -> Iterator[str]:
+    """Each distinct line of the prompts and replies of ALFWorld expert episodes on generated
+    training games, as ``rlvlm.games.alfworld.corpus`` wrote them: no engine needed."""
+    with gzip.open(CORPORA_DIR / "alfworld.txt.gz", "rt", encoding="utf-8") as file:
+        yield from (line.rstrip("\n") for line in file)
+
+
+#: The texts a tokenizer can be trained on, by name.
+CORPORA = {"cards": game_corpus, "alfworld": alfworld_corpus}
+
+
 def train_tokenizer(
     special_tokens: Sequence[str],
     image_token: str,
     eos_token: str,
     pad_token: str,
     vocab_size: int = 1024,
+    corpora: Sequence[str] = ("cards",),
 ) -> PreTrainedTokenizerFast:
-    """A deterministic byte-level BPE over ``game_corpus``; any byte sequence still encodes.
+    """A deterministic byte-level BPE over the named ``CORPORA`` (the card games' text by
+    default); any byte sequence still encodes.
 
     ``special_tokens`` are the family's chat and image markers; they get the first ids.
     """
@@ -48,7 +66,7 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(game_corpus(), trainer)
+    tokenizer.train_from_iterator(chain.from_iterable(CORPORA[c]() for c in corpora), trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         pad_token=pad_token,
