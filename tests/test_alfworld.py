@@ -326,8 +326,15 @@ def test_the_alfworld_preset_reads_unseen_rooms_in_far_fewer_tokens_and_fits_the
     env = TextActions(make(split="valid_unseen", image_size=84), history=3)
     image, info = env.reset(seed=5)
     game = env.unwrapped
+    recalled = []
     for _ in range(3):
-        image, _, _, _, info = env.step(game.task.reply(game.view(), 0))
+        view = game.view()
+        command = view.admissible[game.task.oracle_action(view)]
+        recalled.append(f"Observation: {game.task.feedback(view)} Action: {json.dumps(command)}")
+        image, _, _, _, info = env.step(game.task.reply(view, game.task.oracle_action(view)))
+    # Each step as the agent met it: the engine's text, then the command it chose there.
+    block = "".join(f"{i}. {line}\n" for i, line in enumerate(recalled, 1))
+    assert f"Your last 3 steps, oldest first:\n{block}Your response should be" in info["prompt"]
     policy = load_policy("tiny-llava-alfworld")
     cards_only = len(llava_tokenizer()(info["prompt"])["input_ids"])
     own = len(policy.tokenizer(info["prompt"])["input_ids"])

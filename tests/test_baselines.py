@@ -9,7 +9,7 @@ from rlvlm.baselines.cnn import IMAGE_SIZE, CnnPlayer, CnnSettings, train_cnn
 from rlvlm.evaluation.episodes import run_episodes
 from rlvlm.games import make
 
-SMALL = dict(steps=256, num_envs=2, n_steps=32, batch_size=32, evaluations=2, eval_episodes=12)
+SMALL = dict(steps=256, num_envs=2, n_steps=32, batch_size=32, eval_every=2, eval_episodes=12)
 
 
 class _Fixed:
@@ -43,8 +43,8 @@ def test_a_run_writes_its_curve_and_result_and_is_not_redone(tmp_path):
     settings = CnnSettings("ezpoints", seed=3, **SMALL)
     result = train_cnn(settings, tmp_path, log=lambda _: None)
     curve = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    # Rollouts of 64 steps (2 envs x 32): an evaluation at the first rollout start past the
-    # first mark (128 steps), and one after the last update.
+    # Rollouts of 64 steps (2 envs x 32): an evaluation after the second update (at the
+    # third rollout's start) and one after the last.
     assert [point["global_step"] for point in curve] == [128, 256]
     assert result["env_steps"] == 256 and result["episodes"] == 12
     assert result["success_rate"] == curve[-1]["eval/success_rate"]
@@ -52,10 +52,12 @@ def test_a_run_writes_its_curve_and_result_and_is_not_redone(tmp_path):
     assert result["format_error_rate"] == 0.0 and result["policy"] == "cnn"
     assert json.loads((tmp_path / "eval.json").read_text()) == result
     assert (tmp_path / "model.zip").is_file()
-    # Finished: read back, not trained again.
+    # Finished: read back, not trained again; other settings there are refused.
     (tmp_path / "model.zip").unlink()
     assert train_cnn(settings, tmp_path, log=lambda _: None) == result
     assert not (tmp_path / "model.zip").exists()
+    with pytest.raises(ValueError, match="a finished run with other settings"):
+        train_cnn(CnnSettings("ezpoints", seed=4, **SMALL), tmp_path)
 
 
 def test_the_same_seed_gives_the_same_run(tmp_path):
@@ -68,13 +70,42 @@ def test_the_same_seed_gives_the_same_run(tmp_path):
     }
 
 
-def test_the_default_budget_is_the_tiny_configs_ppo_stage():
+def test_training_deals_are_drawn_from_the_run_seed_below_the_held_out_range(monkeypatch, tmp_path):
+    import gymnasium as gym
+
+    from rlvlm.baselines import cnn
+    from rlvlm.seeds import EVAL_SEED_BASE
+
+    seeds = []
+
+    class Recorded(gym.Wrapper):
+        def reset(self, *, seed=None, options=None):
+            if seed is not None:
+                seeds.append(seed)
+            return self.env.reset(seed=seed, options=options)
+
+    monkeypatch.setattr(cnn, "make", lambda game, **kwargs: Recorded(make(game, **kwargs)))
+    blocks = {}
+    for run_seed in (0, 1):
+        seeds.clear()
+        settings = CnnSettings("numberline", seed=run_seed, **SMALL | {"steps": 64})
+        cnn.train_cnn(settings, tmp_path / str(run_seed), log=lambda _: None)
+        blocks[run_seed] = list(seeds)
+    for block in blocks.values():  # one block of consecutive seeds per run, trained on only
+        assert block == list(range(block[0], block[0] + 2)) and block[-1] < EVAL_SEED_BASE
+    assert not set(blocks[0]) & set(blocks[1])
+
+
+def test_the_defaults_are_the_tiny_configs_ppo_stage():
     from rlvlm.config import load_config
 
-    ppo = load_config("tiny/ezpoints").ppo
+    tiny = load_config("tiny/ezpoints")
     resolved = CnnSettings("ezpoints").resolved()
-    assert resolved.steps == ppo.updates * ppo.num_envs * ppo.steps_per_env
-    assert resolved.eval_episodes == load_config("tiny/ezpoints").eval.episodes
+    assert resolved.steps == tiny.ppo.updates * tiny.ppo.num_envs * tiny.ppo.steps_per_env
+    assert (resolved.num_envs, resolved.n_steps) == (tiny.ppo.num_envs, tiny.ppo.steps_per_env)
+    assert (resolved.eval_every, resolved.eval_episodes) == (tiny.eval.every, tiny.eval.episodes)
+    with pytest.raises(ValueError, match=r"must be a multiple of a rollout's 16 envs x 16 steps"):
+        CnnSettings("ezpoints", steps=1000).resolved()
 
 
 def test_settings_refuse_games_and_sizes_it_cannot_play():

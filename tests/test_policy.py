@@ -251,9 +251,15 @@ def test_a_prompt_past_the_context_is_one_clear_error_never_a_silent_overflow(ba
     long_prompt = prompts[0] + " and" * context
     with pytest.raises(ContextTooLong):
         policy.score(images[:1], [long_prompt], [[1, 2, 3]])
-    # SFT says so before its first step, whichever demonstration is the long one.
+    # SFT says so before its first step, whichever demonstrations are long: here the longest
+    # prompt and the longest reply fit, each beside a short one, but not in one batch.
+    n = (context - fits) // 2 + 1
+    long_prompt, wordy_reply = prompts[0] + " and" * n, " and" * n
+    policy.encode(images[:1], [long_prompt], reply_tokens=2)  # "x" and end-of-sequence
+    policy.encode(images[:1], prompts[:1], reply_tokens=n + 1)
     demonstrations = [Demonstration(str(i), images[0], prompts[0], "x") for i in range(7)]
     demonstrations.insert(5, Demonstration("long", images[0], long_prompt, "x"))
+    demonstrations.insert(2, Demonstration("wordy", images[0], prompts[0], wordy_reply))
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     with pytest.raises(ContextTooLong):
         train_sft(policy, demonstrations, batch_size=2, progress=False)

@@ -743,7 +743,9 @@ def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         help="environment steps (default: those of the game's tiny config's PPO stage)",
     )
-    parser.add_argument("--envs", type=_positive, default=8, help="parallel environments")
+    parser.add_argument(
+        "--envs", type=_positive, help="parallel environments (default: the tiny config's)"
+    )
     parser.add_argument(
         "--out", type=Path, help="run directory (default: runs/cnn-<game>-seed<seed>)"
     )
@@ -757,7 +759,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     settings = CnnSettings(args.game, seed=args.seed, steps=args.steps, num_envs=args.envs)
     try:
         result = train_cnn(settings, out)
-    except ImportError as error:
+    except (ImportError, ValueError) as error:  # before any training
         raise _UsageError(str(error)) from None
     print(
         f"cnn {args.game} seed {args.seed}: held-out success {result['success_rate']:.1%} after "

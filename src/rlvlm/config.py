@@ -82,8 +82,9 @@ class VisionConfig:
 @dataclass
 class EnvConfig:
     history: int = 0
-    """Steps the prompt recalls: the episode's last K actions, each with the text of what
-    followed (0, the paper's setting: none). Demonstrations, rollouts and evaluations alike."""
+    """Steps the prompt recalls: the episode's last K actions (ALFWorld's with the engine's
+    text they answered; 0, the paper's setting: none). Demonstrations, rollouts and
+    evaluations alike."""
 
     def __post_init__(self):
         _check(self.history >= 0, "env.history must be 0 or more")

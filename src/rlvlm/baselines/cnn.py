@@ -25,7 +25,7 @@ from rlvlm.evaluation.metrics import summarize
 from rlvlm.evaluation.protocol import Turn
 from rlvlm.games import CARD_GAMES, make
 from rlvlm.io import open_atomic, write_json
-from rlvlm.seeds import EVAL_SEED_BASE
+from rlvlm.seeds import train_seeds
 
 #: The picture side SB3's Nature CNN was designed for.
 IMAGE_SIZE = 84
@@ -34,41 +34,65 @@ CURVE_FILE = "metrics.jsonl"
 MODEL_FILE = "model.zip"
 
 
+#: The least value of each integer setting.
+_LEAST = {"seed": 0, "eval_seed": 0} | dict.fromkeys(
+    ("steps", "num_envs", "n_steps", "batch_size", "epochs", "eval_every", "eval_episodes"), 1
+)
+
+
 @dataclass(frozen=True)
 class CnnSettings:
-    """One CNN + RL run. ``steps`` None: the environment steps of the game's tiny config's PPO
-    stage (updates x envs x steps per env), the VLM's budget."""
+    """One CNN + RL run. What is None comes from the game's tiny config, so that the CNN
+    trains as the VLM's PPO stage does: its environments, rollout length and environment-step
+    budget (updates x envs x steps per env), evaluated as often on as many held-out deals."""
 
     game: str
     seed: int = 0
     steps: int | None = None
-    num_envs: int = 8
-    n_steps: int = 128  # per env and rollout
-    batch_size: int = 256
+    num_envs: int | None = None
+    n_steps: int | None = None  # per env and rollout
+    batch_size: int = 64
     epochs: int = 4
     lr: float = 2.5e-4
     ent_coef: float = 0.01
     clip_coef: float = 0.1
-    evaluations: int = 8  # held-out evaluations spread over the budget, the last at its end
-    eval_episodes: int | None = None  # None: the tiny config's (200; Blackjack 1,000)
-    eval_seed: int = 0
+    eval_every: int | None = None  # rollouts (updates) between held-out evaluations
+    eval_episodes: int | None = None
+    eval_seed: int | None = None
 
     def __post_init__(self):
         if self.game not in CARD_GAMES:
             raise ValueError(f"the CNN baseline plays {', '.join(CARD_GAMES)}, not {self.game!r}")
-        for key in ("num_envs", "n_steps", "batch_size", "epochs", "evaluations"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be 1 or more, got {getattr(self, key)}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be 1 or more, got {self.steps}")
+        for key, least in _LEAST.items():
+            value = getattr(self, key)
+            if value is not None and value < least:
+                raise ValueError(f"{key} must be {least} or more, got {value}")
+
+    @property
+    def rollout(self) -> int:
+        return self.num_envs * self.n_steps
 
     def resolved(self) -> CnnSettings:
-        """These settings with the tiny config's budget and evaluation size filled in."""
+        """These settings with the tiny config's filled in; a budget that is not a whole number
+        of rollouts is refused (SB3 would run the last one to its end)."""
         tiny = load_config(f"tiny/{self.game}")
-        ppo = tiny.ppo
-        steps = self.steps or ppo.updates * ppo.num_envs * ppo.steps_per_env
-        episodes = self.eval_episodes or tiny.eval.episodes
-        return CnnSettings(**asdict(self) | {"steps": steps, "eval_episodes": episodes})
+        ppo, evaluation = tiny.ppo, tiny.eval
+        given = {key: value for key, value in asdict(self).items() if value is not None}
+        defaults = {
+            "steps": ppo.updates * ppo.num_envs * ppo.steps_per_env,
+            "num_envs": ppo.num_envs,
+            "n_steps": ppo.steps_per_env,
+            "eval_every": evaluation.every or ppo.updates,
+            "eval_episodes": evaluation.episodes,
+            "eval_seed": evaluation.seed,
+        }
+        settings = CnnSettings(**defaults | given)
+        if settings.steps % settings.rollout:
+            raise ValueError(
+                f"steps ({settings.steps}) must be a multiple of a rollout's "
+                f"{settings.num_envs} envs x {settings.n_steps} steps ({settings.rollout})"
+            )
+        return settings
 
 
 class CnnPlayer:
@@ -108,8 +132,12 @@ def train_cnn(
     """Train, evaluating on the held-out deals along the way; write ``metrics.jsonl`` (one
     line per evaluation), ``eval.json`` (the last, with the peak and where it came) and the
     model into ``out``. A finished run (its ``eval.json`` there) is read back, not redone."""
+    settings = settings.resolved()
     if (out / RESULT_FILE).is_file():
-        return json.loads((out / RESULT_FILE).read_text())
+        done = json.loads((out / RESULT_FILE).read_text())
+        if done["settings"] != asdict(settings):
+            raise ValueError(f"{out} holds a finished run with other settings; give another --out")
+        return done
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
@@ -118,16 +146,8 @@ def train_cnn(
         raise ImportError(
             "the CNN baseline needs Stable-Baselines3: pip install 'rlvlm[baselines]'"
         ) from None
-    settings = settings.resolved()
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "settings.json", asdict(settings))
-    # Training deals come from one seed below the held-out range, drawn per run seed.
-    env_seed = int(np.random.default_rng([settings.seed, 7]).integers(0, EVAL_SEED_BASE // 2))
-    envs = make_vec_env(
-        lambda: make(settings.game, image_size=IMAGE_SIZE),
-        n_envs=settings.num_envs,
-        seed=env_seed,
-    )
+    envs = make_vec_env(lambda: make(settings.game, image_size=IMAGE_SIZE), settings.num_envs)
     model = PPO(
         "CnnPolicy",
         envs,
@@ -141,9 +161,11 @@ def train_cnn(
         device="cpu",
         verbose=0,
     )
-    # Held-out evaluations at rollout starts (the policy after an update) once a mark has
-    # passed, and after the last update.
-    marks = [settings.steps * (i + 1) // settings.evaluations for i in range(settings.evaluations)]
+    # The environments' first reset seeds, after PPO's own seeding set them to seed + i:
+    # a block below the held-out range, drawn from the run's seed as the VLM's are.
+    envs.seed(train_seeds(settings.seed, 0, 0, settings.num_envs, settings.num_envs)[0])
+    # Held-out evaluations every ``eval_every`` updates (at the next rollout's start, the
+    # policy just updated) and after the last.
     curve: list[dict[str, Any]] = []
     started = time.perf_counter()
 
@@ -166,9 +188,8 @@ def train_cnn(
 
     class Evaluations(BaseCallback):
         def _on_rollout_start(self) -> None:
-            if marks and self.num_timesteps >= marks[0]:
-                while marks and self.num_timesteps >= marks[0]:
-                    marks.pop(0)
+            updates = self.num_timesteps // settings.rollout
+            if updates and updates % settings.eval_every == 0:
                 evaluate(self.num_timesteps)
 
         def _on_step(self) -> bool:

@@ -103,9 +103,10 @@ class Task(ABC):
         return json.dumps(fields | {"action": self.actions(view)[action]}, ensure_ascii=False)
 
     def feedback(self, view: Any) -> str:
-        """The text of what a step led to, as a prompt's history recalls it: the description
-        of the picture by default."""
-        return self.describe(view)
+        """What a prompt's history recalls of a past state besides the action taken there:
+        nothing for a picture game, whose picture alone shows its state (its description
+        would tell the model what it should read); ALFWorld's engine text."""
+        return ""
 
     def stated_facts(self, reply: str) -> dict[str, str]:
         """The facts about the picture that a reply's thoughts state, by name, in a canonical
@@ -140,25 +141,29 @@ def reply_format(fields: Sequence[tuple[str, str]]) -> str:
 
 
 def with_history(prompt: str, history: Sequence[tuple[str, str]]) -> str:
-    """``prompt`` with the episode's last steps, (action taken, what followed) oldest first,
-    recalled just before its reply format.
+    """``prompt`` with the episode's last steps, (what was observed, the action taken) oldest
+    first, recalled just before its reply format.
 
-    >>> steps = [("+", "Now 3."), ("-", "Now 2.")]
+    >>> steps = [("", "+"), ("You see a pen.", "take pen")]
     >>> print(with_history("Go.\\nYour response should be JSON.", steps))
     Go.
     Your last 2 steps, oldest first:
-    1. You took "+". Then: Now 3.
-    2. You took "-". Then: Now 2.
+    1. Action: "+"
+    2. Observation: You see a pen. Action: "take pen"
     Your response should be JSON.
     """
     if not history:
         return prompt
     recalled = "".join(
-        f"{i}. You took {json.dumps(action, ensure_ascii=False)}. Then: {feedback}\n"
-        for i, (action, feedback) in enumerate(history, 1)
+        f"{i}. {f'Observation: {observed} ' if observed else ''}"
+        f"Action: {json.dumps(action, ensure_ascii=False)}\n"
+        for i, (observed, action) in enumerate(history, 1)
     )
-    block = f"Your last {len(history)} steps, oldest first:\n{recalled}"
+    title = (
+        "Your last step:" if len(history) == 1 else f"Your last {len(history)} steps, oldest first:"
+    )
     head, marker, tail = prompt.rpartition(REPLY_FORMAT_START)
+    block = f"{title}\n{recalled}"
     return head + block + marker + tail if marker else f"{prompt}\n{block}"
 
 

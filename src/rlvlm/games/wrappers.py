@@ -29,9 +29,9 @@ class TextActions(gym.Wrapper):
     it also says ``thought_check``: whether the reply stated each fact of the picture truly,
     as ``(fact, true)`` pairs (a tuple, which vector envs keep whole). Every ``info``
     also carries ``prompt``, the text to show the agent beside the image; with ``history``
-    K, the prompt recalls the episode's last K steps (each action taken and the text of what
-    followed, ``Task.feedback``). An episode lasts at most the game's ``max_steps`` steps,
-    no-ops included.
+    K, the prompt recalls the episode's last K steps (each action taken, after the text of
+    what was observed there, ``Task.feedback``, for a game that has one). An episode lasts
+    at most the game's ``max_steps`` steps, no-ops included.
     """
 
     def __init__(
@@ -90,7 +90,7 @@ class TextActions(gym.Wrapper):
             observation, reward, terminated, truncated, info = self.env.step(action)
         if self.history.maxlen:
             taken = NO_ACTION if action is None else task.actions(view)[action]
-            self.history.append((taken, task.feedback(self.game.view())))
+            self.history.append((task.feedback(view), taken))
         self.steps += 1
         self.format_errors += not parsed.valid
         truncated = truncated or (not terminated and self.steps >= self.game.max_steps)

@@ -203,8 +203,8 @@ class VLMPolicy(nn.Module):
             raise ContextTooLong(
                 f"a prompt of {prompt_tokens} tokens (image included) and a reply of up to "
                 f"{reply_tokens} need {prompt_tokens + reply_tokens} positions, more than the "
-                f"{context} of {self.base}: shorten the prompt (e.g. env.history) or the reply "
-                "(ppo.max_new_tokens), or use a model with a longer context"
+                f"{context} of {self.base}: shorten the prompt (fewer history steps) or the "
+                "reply's token limit, or use a model with a longer context"
             )
         return inputs.to(self.device)
 

@@ -133,6 +133,7 @@ def write_demonstrations(
             "seed": seed,
             "image_size": size,
             "cot": cot,
+            "history": history,
             "expert_success_rate": summary.success_rate,
         },
     )

@@ -26,13 +26,11 @@ def reply_token_ids(policy: VLMPolicy, reply: str) -> list[int]:
 def _check_context(
     policy: VLMPolicy, demonstrations: Sequence[Demonstration], replies: list[list[int]]
 ) -> None:
-    """Before the first step, the longest demonstration (its prompt's tokens and its reply's;
-    every picture takes the same number) must fit the context: ``ContextTooLong`` if not."""
+    """Before the first step: the longest prompt (every picture takes as many tokens) with
+    the longest reply, the most a batch can need, must fit the context (``ContextTooLong``)."""
     prompts = policy.tokenizer([d.prompt for d in demonstrations])["input_ids"]
-    longest = int(np.argmax([len(p) + len(r) for p, r in zip(prompts, replies, strict=True)]))
-    policy.encode(
-        [demonstrations[longest].image], [demonstrations[longest].prompt], len(replies[longest])
-    )
+    longest = demonstrations[int(np.argmax([len(p) for p in prompts]))]
+    policy.encode([longest.image], [longest.prompt], max(len(r) for r in replies))
 
 
 def train_sft(

@@ -116,7 +116,7 @@ class ALFWorldTask(Task):
         return f"Task: {view.task}. {_situation(view)}"
 
     def feedback(self, view: ALFWorldView) -> str:
-        return " ".join(view.observation.split())  # the engine's own words
+        return " ".join(view.observation.split())  # the engine's own words, as in the prompt
 
     def labels(self, view: ALFWorldView) -> list[Label]:
         return []  # no fixed categories to read off the picture
