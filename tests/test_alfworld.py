@@ -341,3 +341,19 @@ def test_the_alfworld_preset_reads_unseen_rooms_in_far_fewer_tokens_and_fits_the
     assert own < 0.6 * cards_only  # 510 against 1,001 here
     assert policy.context_length == 2048
     policy.generate([image], [info["prompt"]], max_new_tokens=4)  # within the context
+
+
+def test_eval_plays_the_split_it_is_given(tmp_path, monkeypatch):
+    splits = []
+    real = generate.generate_game
+
+    def recording(seed, split, *args, **kwargs):
+        splits.append(split)
+        return real(seed, split, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "generate_game", recording)
+    args = ["eval", "--game", "alfworld", "--policy", "oracle", "--episodes", "1"]
+    args += ["--image-size", "64"]
+    assert main([*args, "--out", str(tmp_path / "unseen.json")]) == 0
+    assert main([*args, "--split", "valid_seen", "--out", str(tmp_path / "seen.json")]) == 0
+    assert splits == ["valid_unseen", "valid_seen"]

@@ -82,6 +82,11 @@ def test_eval_same_seed_same_result_other_seed_other_deals(tmp_path):
         (["bench", "scale"], "bench scale needs --arch"),
         (["bench", "scale", "--arch", "gpt-2"], "unknown architecture 'gpt-2'"),
         (["baseline", "cnn", "--game", "alfworld"], "invalid choice: 'alfworld'"),
+        (["baseline", "cnn", "--game", "ezpoints", "--steps", "1000"], "multiple of a rollout"),
+        (
+            ["eval", "--game", "numberline", "--policy", "oracle", "--split", "valid_seen"],
+            "only alfworld has splits",
+        ),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )

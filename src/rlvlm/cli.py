@@ -102,6 +102,11 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=_positive, default=200)
     parser.add_argument(
+        "--split",
+        choices=["valid_unseen", "valid_seen"],
+        help="alfworld: the generated games' split (default: valid_unseen, unseen rooms)",
+    )
+    parser.add_argument(
         "--seed",
         type=_non_negative,
         default=0,
@@ -161,6 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlvlm.io import write_json
 
     _quiet_transformers()
+    if args.split and args.game != "alfworld":
+        raise _UsageError("argument --split: only alfworld has splits")
     if args.out and Path(args.out).is_dir():
         raise _UsageError(f"argument --out: {args.out} is a directory; give a file name")
     for flag, directory in (
@@ -192,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             on_invalid=args.on_invalid,
             cot=not args.no_cot,
             history=args.history,
-            env_kwargs={"image_size": image_size},
+            env_kwargs={"image_size": image_size} | ({"split": args.split} if args.split else {}),
             progress=True,
             record=REPLAY_EPISODES if args.replays else 0,
         )
