@@ -60,6 +60,7 @@ def test_a_line_is_a_llava_conversation_and_its_image_is_the_observation(tmp_pat
         "seed": 5,
         "image_size": SIZE,
         "cot": True,
+        "history": 0,
         "expert_success_rate": 1.0,
     }
     assert not list(tmp_path.glob(".*.tmp")), "the atomic write left a temporary file"
