@@ -344,6 +344,11 @@ def test_the_alfworld_preset_reads_unseen_rooms_in_far_fewer_tokens_and_fits_the
 
 
 def test_eval_plays_the_split_it_is_given(tmp_path, monkeypatch):
+    from collections import OrderedDict
+
+    from rlvlm.games.alfworld import env
+
+    monkeypatch.setattr(env, "_GENERATED", OrderedDict())  # generate, not replay, each game
     splits = []
     real = generate.generate_game
 
