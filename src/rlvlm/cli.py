@@ -93,6 +93,16 @@ def _sample_picture(env):
     return observation if terminated or truncated else after
 
 
+def _history_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        metavar="K",
+        type=_non_negative,
+        default=0,
+        help="prompts recall the episode's last K steps (default 0, the paper's)",
+    )
+
+
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--game", required=True, choices=list(GAMES))
     parser.add_argument(
@@ -123,13 +133,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="what an unparsable reply does",
     )
     parser.add_argument("--no-cot", action="store_true", help="prompt for the action only")
-    parser.add_argument(
-        "--history",
-        metavar="K",
-        type=_non_negative,
-        default=0,
-        help="prompts recall the episode's last K steps (default 0, the paper's)",
-    )
+    _history_argument(parser)
     parser.add_argument(
         "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
     )
@@ -325,13 +329,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         help="picture size (default: 84, the default tiny preset's; give your model's)",
     )
     parser.add_argument("--no-cot", action="store_true", help="replies name the action only")
-    parser.add_argument(
-        "--history",
-        metavar="K",
-        type=_non_negative,
-        default=0,
-        help="prompts recall the episode's last K steps (default 0, the paper's)",
-    )
+    _history_argument(parser)
 
 
 def cmd_data(args: argparse.Namespace) -> int:

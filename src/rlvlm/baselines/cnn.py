@@ -25,12 +25,11 @@ from rlvlm.evaluation.metrics import summarize
 from rlvlm.evaluation.protocol import Turn
 from rlvlm.games import CARD_GAMES, make
 from rlvlm.io import open_atomic, write_json
+from rlvlm.layout import EVAL_FILE, METRICS_FILE
 from rlvlm.seeds import train_seeds
 
 #: The picture side SB3's Nature CNN was designed for.
 IMAGE_SIZE = 84
-RESULT_FILE = "eval.json"
-CURVE_FILE = "metrics.jsonl"
 MODEL_FILE = "model.zip"
 
 
@@ -112,7 +111,7 @@ class CnnPlayer:
         ]
 
 
-def evaluate_cnn(model: Any, settings: CnnSettings, progress: bool = False) -> dict[str, Any]:
+def evaluate_cnn(model: Any, settings: CnnSettings) -> dict[str, Any]:
     """The held-out evaluation: the tiny config's deals, as every VLM run plays them."""
     played = run_episodes(
         settings.game,
@@ -121,7 +120,6 @@ def evaluate_cnn(model: Any, settings: CnnSettings, progress: bool = False) -> d
         settings.eval_seed,
         cot=False,
         env_kwargs={"image_size": IMAGE_SIZE},
-        progress=progress,
     )
     return summarize(played, settings.game, "cnn")
 
@@ -133,8 +131,8 @@ def train_cnn(
     line per evaluation), ``eval.json`` (the last, with the peak and where it came) and the
     model into ``out``. A finished run (its ``eval.json`` there) is read back, not redone."""
     settings = settings.resolved()
-    if (out / RESULT_FILE).is_file():
-        done = json.loads((out / RESULT_FILE).read_text())
+    if (out / EVAL_FILE).is_file():
+        done = json.loads((out / EVAL_FILE).read_text())
         if done["settings"] != asdict(settings):
             raise ValueError(f"{out} holds a finished run with other settings; give another --out")
         return done
@@ -178,7 +176,7 @@ def train_cnn(
                 **{f"eval/{k}": v for k, v in result.items() if isinstance(v, float | int)},
             }
         )
-        with open_atomic(out / CURVE_FILE) as file:
+        with open_atomic(out / METRICS_FILE) as file:
             file.writelines(json.dumps(point) + "\n" for point in curve)
         log(
             f"cnn {settings.game} seed {settings.seed}: {steps} environment steps, "
@@ -207,5 +205,5 @@ def train_cnn(
         "train_seconds": round(time.perf_counter() - started, 1),
         "settings": asdict(settings),
     }
-    write_json(out / RESULT_FILE, final)
+    write_json(out / EVAL_FILE, final)
     return final
