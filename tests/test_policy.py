@@ -153,6 +153,21 @@ def test_lora_trains_only_adapters_and_the_value_head(batch):
     assert changed == trainable, sorted(trainable - changed)[:5]
 
 
+def test_a_fresh_value_head_depends_on_the_seed_alone():
+    """Whatever drew from torch's generator before (a vision stage trained in this process, or
+    none), the same seed builds the same critic: a cached tower made by ``rlvlm pretrain`` and
+    one made inside a run start PPO alike."""
+
+    def critic(seed: int, drawn_before: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(drawn_before)
+        torch.rand(drawn_before)
+        return load_policy("tiny-llava", seed=seed).value_head.state_dict()
+
+    first, again, other = critic(1, 3), critic(1, 7), critic(2, 3)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert not any(torch.equal(first[key], other[key]) for key in first if key.endswith("weight"))
+
+
 def test_lora_targets_follow_the_chosen_parts():
     policy = load_policy("tiny-llava")
     everything = lora_targets(policy)

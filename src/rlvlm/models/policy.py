@@ -482,7 +482,8 @@ def load_policy(
     ``llava-hf/llava-1.5-7b-hf`` where the network allows.
 
     The directory may be an rlvlm checkpoint or a plain Hugging Face one (a LLaVA or
-    Qwen2-VL download, say), which then gets a freshly initialised value head. ``dtype``
+    Qwen2-VL download, say), which then gets a value head freshly initialised from
+    ``seed``. ``dtype``
     is the weights' (None: the checkpoint's own; a tiny preset's is float32); the value head
     is always float32.
     """
@@ -491,7 +492,10 @@ def load_policy(
         model, processor = build_preset(name, seed=seed)
         model = model if dtype is None else model.to(dtype)
         family = family_of(model.config)
-        policy = VLMPolicy(model, processor, family, image_size=PRESETS[name].image_size)
+        value_head = ValueHead(model.config.get_text_config().hidden_size, seed)
+        policy = VLMPolicy(
+            model, processor, family, value_head, image_size=PRESETS[name].image_size
+        )
         return fit_attention(policy.to(device))
     path, meta, hub_id = _locate(name)
     source = name if hub_id else path
@@ -505,9 +509,8 @@ def load_policy(
             raise ValueError(f"cannot load {name!r}: {reason}") from None
         family = family_of(model.config)
     processor = family.load_processor(source)
-    value_head = None
+    value_head = ValueHead(model.config.get_text_config().hidden_size, seed)
     if (path / VALUE_HEAD_FILE).is_file():
-        value_head = ValueHead(model.config.get_text_config().hidden_size)
         value_head.load_state_dict(load_file(path / VALUE_HEAD_FILE))
     base = meta.get("base") if meta else str(path)
     size = meta.get("image_size") if meta else None

@@ -439,10 +439,12 @@ def cache_dir() -> Path:
 
 
 def _code_files() -> Iterator[Path]:
-    """The code a cached tower depends on: this module, the presets (model and tokenizer) and
-    every game module (pictures, labels and the prompts the tokenizer is trained on)."""
+    """The code a cached tower depends on: this module, the presets (model, tokenizer and the
+    critic saved beside them) and every game module (pictures, labels and the prompts the
+    tokenizer is trained on)."""
     models = Path(__file__).parent
     yield from (models / name for name in ("vision.py", "presets.py", "families.py"))
+    yield models / "value_head.py"
     yield models / "tokenizer.py"
     games = Path(inspect.getfile(get_game)).parent
     yield from sorted(games.glob("*.py"))
