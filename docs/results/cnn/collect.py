@@ -24,7 +24,7 @@ def main(out: Path, runs: list[Path]) -> None:
         settings = done["settings"]
         cells.append(
             {
-                "cell": run.name,
+                "cell": f"{run.parent.name}/{run.name}",
                 "game": settings["game"],
                 "seed": settings["seed"],
                 "env_steps": done["env_steps"],
@@ -41,7 +41,7 @@ def main(out: Path, runs: list[Path]) -> None:
     for cell in cells:
         groups[cell["game"], cell["env_steps"]].append(cell)
     rows = []
-    for (game, steps), members in groups.items():
+    for (game, steps), members in sorted(groups.items()):
         row = {"game": game, "env_steps": steps, "seeds": [m["seed"] for m in members]}
         for key in ("final_success", "peak_success", "peak_env_steps"):
             values = [m[key] for m in members]
@@ -61,7 +61,7 @@ def main(out: Path, runs: list[Path]) -> None:
         "",
         "SB3 PPO with `CnnPolicy` on 84 px pictures (`rlvlm baseline cnn`), held-out success",
         "(%) on the deals every VLM run plays. Mean ± standard deviation over the seeds, each",
-        "seed in brackets.",
+        "seed in brackets. Steps to the peak: the first held-out evaluation at the peak.",
         "",
         "| game | env steps | final | peak | steps to the peak | train time |",
         "|---|---|---|---|---|---|",
@@ -69,11 +69,11 @@ def main(out: Path, runs: list[Path]) -> None:
     for row in rows:
         members = groups[row["game"], row["env_steps"]]
         steps = ", ".join(f"{s:,}" for s in row["peak_env_steps"])
-        minutes = [m["train_seconds"] / 60 for m in members]
+        seconds = [m["train_seconds"] for m in members]
         lines.append(
             f"| {row['game']} | {row['env_steps']:,} | {rate(row, 'final_success')} | "
             f"{rate(row, 'peak_success')} | {steps} | "
-            f"{min(minutes):.1f}-{max(minutes):.1f} min |"
+            f"{min(seconds):.0f}-{max(seconds):.0f} s |"
         )
     write_atomic(out / "results.md", "\n".join(lines) + "\n")
 
