@@ -63,7 +63,7 @@ def main(out: Path, runs: list[Path]) -> None:
         "(%) on the deals every VLM run plays. Mean ± standard deviation over the seeds, each",
         "seed in brackets. Steps to the peak: the first held-out evaluation at the peak.",
         "",
-        "| game | env steps | final | peak | steps to the peak | train time |",
+        "| game | env steps | final | peak | steps to the peak | time, evaluations included |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:

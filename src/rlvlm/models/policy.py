@@ -482,10 +482,9 @@ def load_policy(
     ``llava-hf/llava-1.5-7b-hf`` where the network allows.
 
     The directory may be an rlvlm checkpoint or a plain Hugging Face one (a LLaVA or
-    Qwen2-VL download, say), which then gets a value head freshly initialised from
-    ``seed``. ``dtype``
-    is the weights' (None: the checkpoint's own; a tiny preset's is float32); the value head
-    is always float32.
+    Qwen2-VL download, say), which then gets a value head freshly initialised from ``seed``.
+    ``dtype`` is the weights' (None: the checkpoint's own; a tiny preset's is float32); the
+    value head is always float32.
     """
     name = str(name_or_path)
     if name in PRESETS:
