@@ -78,5 +78,15 @@ def main(out: Path, runs: list[Path]) -> None:
     write_atomic(out / "results.md", "\n".join(lines) + "\n")
 
 
+def _refuse(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), [Path(arg) for arg in sys.argv[2:]])
+    if len(sys.argv) < 3:
+        _refuse(f"usage: python {sys.argv[0]} OUT RUN [RUN ...]")
+    runs = [Path(arg) for arg in sys.argv[2:]]
+    if unfinished := [str(run) for run in runs if not (run / "eval.json").is_file()]:
+        _refuse(f"no eval.json (not a finished CNN run): {', '.join(unfinished)}")
+    main(Path(sys.argv[1]), runs)
