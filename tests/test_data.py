@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from rlvlm.sft import (
     load_demonstrations,
     write_demonstrations,
 )
+from rlvlm.sft.data import check_written_for
 
 SIZE = 48  # the smallest pictures that keep the tests quick and the digits drawn
 
@@ -242,3 +245,37 @@ def test_the_data_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, extra
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], done.stderr
+
+
+def test_data_written_for_another_prompt_game_or_history_is_refused(tmp_path):
+    write_demonstrations("numberline", 1, tmp_path, image_size=SIZE, cot=True, history=0)
+    check_written_for(tmp_path, "numberline", cot=True, history=0)  # the run it was made for
+    check_written_for(tmp_path / "data.jsonl", "numberline", cot=True, history=0)
+    for game, cot, history, named in [
+        ("numberline", False, 0, "cot=True (the run has False)"),
+        ("blackjack", True, 0, "game='numberline' (the run has 'blackjack')"),
+        ("numberline", True, 2, "history=0 (the run has 2)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            check_written_for(tmp_path, game, cot=cot, history=history)
+    (tmp_path / "meta.json").unlink()  # another tool's data: nothing to check it against
+    check_written_for(tmp_path, "blackjack", cot=False, history=2)
+
+
+@pytest.mark.parametrize("command", ["train", "sft"])
+def test_training_on_data_made_for_another_prompt_stops_before_any_work(tmp_path, command):
+    data = tmp_path / "data"
+    write_demonstrations("numberline", 1, data, image_size=SIZE, cot=True)
+    sft = ["sft", "--game", "numberline", "--data", str(data), "--model", "tiny-llava"]
+    argv = {
+        "train": ["train", "--out", str(tmp_path / "runs"), f"sft.data={data}"],
+        "sft": [*sft, "--out", str(tmp_path / "sft")],
+    }[command] + ["ppo.cot=false"]
+    env = os.environ | {"RLVLM_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rlvlm", *argv], capture_output=True, text=True, env=env
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "cot=True (the run has False)" in lines[0]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()

@@ -411,7 +411,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlvlm.models.policy import check_loadable
     from rlvlm.rl.metrics import check_trackers
     from rlvlm.rl.trainer import TrainingDiverged
-    from rlvlm.sft.data import load_demonstrations
+    from rlvlm.sft.data import check_written_for, load_demonstrations
 
     _quiet_transformers()
     try:
@@ -426,6 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if config.sft.data:  # before the vision stage: its first line and that it is there
             try:
                 load_demonstrations(config.sft.data, limit=1)
+                check_written_for(config.sft.data, config.game, config.ppo.cot, config.env.history)
             except ValueError as error:
                 raise _UsageError(f"sft.data: {error}") from None
     try:
@@ -478,11 +479,12 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     from rlvlm import train
     from rlvlm.models.policy import check_loadable
-    from rlvlm.sft.data import load_demonstrations
+    from rlvlm.sft.data import check_written_for, load_demonstrations
 
     _quiet_transformers()
     try:  # every input, before the minutes of a tiny preset's vision stage
         demonstrations = load_demonstrations(args.data)
+        check_written_for(args.data, config.game, config.ppo.cot, config.env.history)
         check_loadable(config.model.name)
     except ValueError as error:
         raise _UsageError(str(error)) from None

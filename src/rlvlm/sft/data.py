@@ -140,6 +140,28 @@ def write_demonstrations(
     return summary
 
 
+def check_written_for(path: str | os.PathLike[str], game: str, cot: bool, history: int) -> None:
+    """Raise a ValueError when ``rlvlm data`` wrote the demonstrations at ``path`` for another
+    game, prompt (with or without CoT) or history than a run's: SFT would then teach replies to
+    prompts the run never shows. Data without ``meta.json`` (other tools') is taken as it is."""
+    path = Path(path)
+    meta_file = (path.parent if path.is_file() else path) / META_FILE
+    if not meta_file.is_file():
+        return
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    wanted = {"game": game, "cot": cot, "history": history}
+    differ = [
+        f"{key}={meta[key]!r} (the run has {value!r})"
+        for key, value in wanted.items()
+        if key in meta and meta[key] != value
+    ]
+    if differ:
+        raise ValueError(
+            f"{path} was written with {', '.join(differ)}: write it again with `rlvlm data` "
+            "to match, or change the run"
+        )
+
+
 def load_demonstrations(
     path: str | os.PathLike[str], limit: int | None = None
 ) -> list[Demonstration]:
