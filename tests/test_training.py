@@ -688,3 +688,30 @@ def test_the_kl_reference_is_the_starting_policy_kept_as_its_adapters(tmp_path):
     with trainer._at_starting_weights():
         assert_same_weights(policy.state_dict(), start)
     assert_same_weights(policy.state_dict(), trained)
+
+
+def test_a_checkpoint_is_evaluated_with_the_prompt_it_was_trained_on(tmp_path, monkeypatch):
+    """A model trained without CoT, or with a history, keeps that in its checkpoint, and
+    ``rlvlm eval`` asks it the same way unless told otherwise."""
+    config = load_config("tiny/numberline", ["ppo.cot=false", "env.history=2"])
+    policy = train.prepare(load_policy("tiny-llava"), config)
+    policy.save(tmp_path / "ckpt")
+    assert load_policy(tmp_path / "ckpt").prompt == {"cot": False, "history": 2}
+
+    asked = []
+
+    class Asked(Exception):  # enough: the episodes need not play
+        pass
+
+    def played(*args, cot, history, **kwargs):
+        asked.append((cot, history))
+        raise Asked
+
+    monkeypatch.setattr("rlvlm.evaluation.run_episodes", played)
+    argv = ["eval", "--game", "numberline", "--policy", str(tmp_path / "ckpt")]
+    for extra in ([], ["--cot", "--history", "0"]):
+        with pytest.raises(Asked):
+            main([*argv, *extra])
+    with pytest.raises(Asked):  # an untrained model: the defaults
+        main(["eval", "--game", "numberline", "--policy", "tiny-llava"])
+    assert asked == [(False, 2), (True, 0), (True, 0)]

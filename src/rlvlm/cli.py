@@ -93,13 +93,15 @@ def _sample_picture(env):
     return observation if terminated or truncated else after
 
 
-def _history_argument(parser: argparse.ArgumentParser) -> None:
+def _history_argument(parser: argparse.ArgumentParser, default: int | None = 0) -> None:
+    """``--history K``; ``default`` None: as the checkpoint was trained, else 0."""
+    told = "0, the paper's" if default == 0 else "as the checkpoint was trained, else 0"
     parser.add_argument(
         "--history",
         metavar="K",
         type=_non_negative,
-        default=0,
-        help="prompts recall the episode's last K steps (default 0, the paper's)",
+        default=default,
+        help=f"prompts recall the episode's last K steps (default {told})",
     )
 
 
@@ -132,8 +134,13 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
         default="random",
         help="what an unparsable reply does",
     )
-    parser.add_argument("--no-cot", action="store_true", help="prompt for the action only")
-    _history_argument(parser)
+    parser.add_argument(
+        "--cot",
+        action=argparse.BooleanOptionalAction,
+        help="prompt for thoughts and the action, or (--no-cot) the action only (default: as "
+        "the checkpoint was trained, else with thoughts)",
+    )
+    _history_argument(parser, default=None)
     parser.add_argument(
         "--image-size", type=_image_size, help="picture size (default: the model's own, else 300)"
     )
@@ -193,6 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
     image_size = args.image_size or policy.image_size or 300
+    trained = getattr(policy, "prompt", None) or {}  # a checkpoint's own prompt settings
     try:
         episodes = run_episodes(
             args.game,
@@ -201,8 +209,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.seed,
             batch_size=args.batch_size,
             on_invalid=args.on_invalid,
-            cot=not args.no_cot,
-            history=args.history,
+            cot=trained.get("cot", True) if args.cot is None else args.cot,
+            history=trained.get("history", 0) if args.history is None else args.history,
             env_kwargs={"image_size": image_size} | ({"split": args.split} if args.split else {}),
             progress=True,
             record=REPLAY_EPISODES if args.replays else 0,

@@ -47,6 +47,7 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
     part not frozen; the value head always trains. Trained weights are made float32: in
     bf16, Adam's steps at the paper's rate (1e-5) mostly round away."""
     model = config.model
+    policy.prompt = {"cot": config.ppo.cot, "history": config.env.history}
     if model.lora and not hasattr(policy.model, "peft_config"):
         add_lora(policy, model.lora_rank, model.lora_alpha, model.lora_dropout, model.lora_parts)
     elif not model.lora:

@@ -70,6 +70,7 @@ class ModelPolicy:
         self.model, self.name = model, name
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.image_size = model.image_size
+        self.prompt = model.prompt  # how it was trained to be asked, if it was
 
     def replies(self, turns: Sequence[Turn]) -> list[str]:
         images, prompts = [turn.image for turn in turns], [turn.prompt for turn in turns]

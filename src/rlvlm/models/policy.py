@@ -125,6 +125,7 @@ class VLMPolicy(nn.Module):
         value_head: ValueHead | None = None,
         base: str | None = None,
         image_size: int | None = None,
+        prompt: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.model, self.processor, self.family = model, processor, family
@@ -134,6 +135,9 @@ class VLMPolicy(nn.Module):
         #: The side of the images the envs render for this model (the paper's 300 for real
         #: checkpoints, whose processors resize anyway; a tiny preset's native size).
         self.image_size = image_size or 300
+        #: How the model was trained to be asked, ``{"cot": bool, "history": int}`` (None
+        #: before any training): its checkpoints keep it, so evaluation asks the same way.
+        self.prompt = prompt
         self.autocast_dtype: torch.dtype | None = None  # e.g. torch.bfloat16
 
     @property
@@ -376,6 +380,8 @@ class VLMPolicy(nn.Module):
                 "image_size": self.image_size,
                 "lora": _is_peft(self.model),
             }
+            if self.prompt is not None:
+                meta["prompt"] = self.prompt
             write_json(staging / RLVLM_FILE, meta)
         return path
 
@@ -512,8 +518,8 @@ def load_policy(
     if (path / VALUE_HEAD_FILE).is_file():
         value_head.load_state_dict(load_file(path / VALUE_HEAD_FILE))
     base = meta.get("base") if meta else str(path)
-    size = meta.get("image_size") if meta else None
-    policy = VLMPolicy(model.eval(), processor, family, value_head, base, size)
+    size, prompt = (meta.get("image_size"), meta.get("prompt")) if meta else (None, None)
+    policy = VLMPolicy(model.eval(), processor, family, value_head, base, size, prompt)
     return fit_attention(policy.to(device))
 
 
