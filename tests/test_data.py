@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from rlvlm.cli import main
+from rlvlm.config import load_config
 from rlvlm.games import make
 from rlvlm.games.numberline import MINUS, PLUS, NumberLineTask, NumberLineView
 from rlvlm.seeds import EVAL_SEED_BASE
@@ -248,18 +249,32 @@ def test_the_data_commands_bad_input_is_one_line_and_exit_code_2(tmp_path, extra
 
 
 def test_data_written_for_another_prompt_game_or_history_is_refused(tmp_path):
+    def run(*overrides: str):
+        return load_config("tiny/numberline", list(overrides))
+
     write_demonstrations("numberline", 1, tmp_path, image_size=SIZE, cot=True, history=0)
-    check_written_for(tmp_path, "numberline", cot=True, history=0)  # the run it was made for
-    check_written_for(tmp_path / "data.jsonl", "numberline", cot=True, history=0)
-    for game, cot, history, named in [
-        ("numberline", False, 0, "cot=True (the run has False)"),
-        ("blackjack", True, 0, "game='numberline' (the run has 'blackjack')"),
-        ("numberline", True, 2, "history=0 (the run has 2)"),
+    check_written_for(tmp_path, run())  # the run it was made for
+    check_written_for(tmp_path / "data.jsonl", run())
+    for overrides, named in [
+        (["ppo.cot=false"], "ppo.cot=True where the run has False"),
+        (["game=blackjack"], "game=numberline where the run has blackjack"),
+        (["env.history=2"], "env.history=0 where the run has 2"),
     ]:
         with pytest.raises(ValueError, match=re.escape(named)):
-            check_written_for(tmp_path, game, cot=cot, history=history)
-    (tmp_path / "meta.json").unlink()  # another tool's data: nothing to check it against
-    check_written_for(tmp_path, "blackjack", cot=False, history=2)
+            check_written_for(tmp_path, run(*overrides))
+
+    meta = tmp_path / "meta.json"
+    made = json.loads(meta.read_text())
+    meta.write_text(json.dumps({k: v for k, v in made.items() if k != "history"}))
+    with pytest.raises(
+        ValueError, match=re.escape("env.history=0 where")
+    ):  # older data: the default, 0
+        check_written_for(tmp_path, run("env.history=2"))
+    meta.write_text("{")
+    with pytest.raises(ValueError, match=re.escape("meta.json")):
+        check_written_for(tmp_path, run())
+    meta.unlink()  # another tool's data: nothing to check it against
+    check_written_for(tmp_path, run("game=blackjack", "ppo.cot=false", "env.history=2"))
 
 
 @pytest.mark.parametrize("command", ["train", "sft"])
@@ -277,5 +292,5 @@ def test_training_on_data_made_for_another_prompt_stops_before_any_work(tmp_path
     )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
-    assert "cot=True (the run has False)" in lines[0]
+    assert "ppo.cot=True where the run has False" in lines[0]
     assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()

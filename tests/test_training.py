@@ -152,6 +152,7 @@ def test_a_few_updates_train_log_and_evaluate(reference_run):
         changed[start.family.part_of(name)] += not torch.equal(before, trained[f"model.{name}"])
     assert changed["language"] > 0 and changed["projector"] > 0
     assert changed["vision"] == 0  # the tiny config freezes the pretrained tower
+    assert end.prompt == {"cot": True, "history": 0}  # as it was trained, for rlvlm eval
     head_before, head_after = start.value_head.state_dict(), end.value_head.state_dict()
     assert any(not torch.equal(head_before[k], head_after[k]) for k in head_before)
 
@@ -230,6 +231,8 @@ def test_a_lora_run_resumes_exactly_and_stores_only_what_it_trains(tmp_path):
         run_dir / "checkpoints" / "update-000001" / "trainer_state" / "model.safetensors"
     )
     assert stored and all("lora_" in key or "value_head" in key for key in stored)
+    meta = json.loads((run_dir / "checkpoints" / "update-000001" / "rlvlm.json").read_text())
+    assert meta["lora"] and meta["prompt"] == {"cot": True, "history": 0}
 
     fast_run(tmp_path, "stopped", *lora)
     assert untimed(read_metrics(run_dir / "metrics.jsonl")) == untimed(
@@ -244,6 +247,7 @@ def test_an_sft_only_run_ends_with_its_sft_evaluation(tmp_path):
     assert result == json.loads((run_dir / "eval.json").read_text())
     assert result["success_rate"] == result["sft_success_rate"] == sft["success_rate"]
     assert result["episodes"] == sft["episodes"] == 2
+    assert json.loads((run_dir / "sft" / "rlvlm.json").read_text())["prompt"]["cot"] is True
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.jsonl").exists()
 
 
@@ -697,6 +701,8 @@ def test_a_checkpoint_is_evaluated_with_the_prompt_it_was_trained_on(tmp_path, m
     policy = train.prepare(load_policy("tiny-llava"), config)
     policy.save(tmp_path / "ckpt")
     assert load_policy(tmp_path / "ckpt").prompt == {"cot": False, "history": 2}
+    with pytest.raises(ValueError, match="trained with cot=False, history=2, the run asks with"):
+        train.prepare(load_policy(tmp_path / "ckpt"), load_config("tiny/numberline"))
 
     asked = []
 
@@ -715,3 +721,14 @@ def test_a_checkpoint_is_evaluated_with_the_prompt_it_was_trained_on(tmp_path, m
     with pytest.raises(Asked):  # an untrained model: the defaults
         main(["eval", "--game", "numberline", "--policy", "tiny-llava"])
     assert asked == [(False, 2), (True, 0), (True, 0)]
+
+
+def test_training_a_checkpoint_on_other_prompts_stops_before_any_work(tmp_path, capsys):
+    config = load_config("tiny/numberline", ["ppo.cot=false"])
+    train.prepare(load_policy("tiny-llava"), config).save(tmp_path / "ckpt")
+    argv = ["--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
+    assert main(["train", *argv]) == 2  # the config asks with CoT
+    assert main(["sft", "--game", "numberline", "--data", str(tmp_path / "ckpt"), *argv]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and all("trained with cot=False, history=0" in e for e in errors)
+    assert not (tmp_path / "out").exists()

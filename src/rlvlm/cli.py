@@ -200,7 +200,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise _UsageError(f"argument --policy: {error}") from None
     image_size = args.image_size or policy.image_size or 300
-    trained = getattr(policy, "prompt", None) or {}  # a checkpoint's own prompt settings
+    trained = getattr(policy, "prompt", None) or {}  # how a checkpoint was trained to be asked
+    cot = trained.get("cot", True) if args.cot is None else args.cot
+    history = trained.get("history", 0) if args.history is None else args.history
+    if trained:
+        print(
+            f"asking with cot={cot}, history={history} (trained with cot={trained['cot']}, "
+            f"history={trained['history']})"
+        )
     try:
         episodes = run_episodes(
             args.game,
@@ -209,8 +216,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.seed,
             batch_size=args.batch_size,
             on_invalid=args.on_invalid,
-            cot=trained.get("cot", True) if args.cot is None else args.cot,
-            history=trained.get("history", 0) if args.history is None else args.history,
+            cot=cot,
+            history=history,
             env_kwargs={"image_size": image_size} | ({"split": args.split} if args.split else {}),
             progress=True,
             record=REPLAY_EPISODES if args.replays else 0,
@@ -223,7 +230,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not isinstance(error, ContextTooLong):
             raise
         raise _UsageError(f"argument --policy: {error}") from None
-    result = summarize(episodes, args.game, policy.name)
+    result = summarize(episodes, args.game, policy.name) | {"cot": cot, "history": history}
     usage = getattr(policy, "usage", None)  # what an API policy's endpoint reported
     if usage is not None:
         result["usage"] = usage
@@ -428,15 +435,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise _UsageError(str(error)) from None
     if not args.resume:
         try:  # before the run directory exists, so that a bad name leaves nothing behind
-            check_loadable(config.model.name)
+            meta = check_loadable(config.model.name)
+            train.check_prompt(meta and meta.get("prompt"), config)
         except ValueError as error:
             raise _UsageError(f"model.name: {error}") from None
-        if config.sft.data:  # before the vision stage: its first line and that it is there
-            try:
-                load_demonstrations(config.sft.data, limit=1)
-                check_written_for(config.sft.data, config.game, config.ppo.cot, config.env.history)
-            except ValueError as error:
-                raise _UsageError(f"sft.data: {error}") from None
+    if config.sft.data:  # before the vision stage: that it is there and made for this run
+        try:
+            load_demonstrations(config.sft.data, limit=1)
+            check_written_for(config.sft.data, config)
+        except ValueError as error:
+            raise _UsageError(f"sft.data: {error}") from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -491,9 +499,10 @@ def cmd_sft(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     try:  # every input, before the minutes of a tiny preset's vision stage
+        check_written_for(args.data, config)
+        meta = check_loadable(config.model.name)
+        train.check_prompt(meta and meta.get("prompt"), config)
         demonstrations = load_demonstrations(args.data)
-        check_written_for(args.data, config.game, config.ppo.cot, config.env.history)
-        check_loadable(config.model.name)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     accelerator = Accelerator(cpu=args.cpu or None)

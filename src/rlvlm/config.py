@@ -266,6 +266,12 @@ class TrainConfig:
             "ppo.updates=0 (SFT only) needs SFT: sft.episodes or sft.data",
         )
 
+    @property
+    def prompt(self) -> dict[str, Any]:
+        """How the policy is asked, in demonstrations, rollouts and evaluations alike: with
+        thoughts or not (``ppo.cot``) and the past steps recalled (``env.history``)."""
+        return {"cot": self.ppo.cot, "history": self.env.history}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -32,7 +32,13 @@ from rlvlm.models.training import (
     set_precision,
     trainable_parameters,
 )
-from rlvlm.sft.data import DATA_FILE, Demonstration, load_demonstrations, write_demonstrations
+from rlvlm.sft.data import (
+    DATA_FILE,
+    Demonstration,
+    check_written_for,
+    load_demonstrations,
+    write_demonstrations,
+)
 
 
 def load_for_training(start_model: str, config: TrainConfig, accelerator: Accelerator) -> VLMPolicy:
@@ -47,7 +53,8 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
     part not frozen; the value head always trains. Trained weights are made float32: in
     bf16, Adam's steps at the paper's rate (1e-5) mostly round away."""
     model = config.model
-    policy.prompt = {"cot": config.ppo.cot, "history": config.env.history}
+    check_prompt(policy.prompt, config)
+    policy.prompt = config.prompt
     if model.lora and not hasattr(policy.model, "peft_config"):
         add_lora(policy, model.lora_rank, model.lora_alpha, model.lora_dropout, model.lora_parts)
     elif not model.lora:
@@ -66,6 +73,17 @@ def prepare(policy: VLMPolicy, config: TrainConfig) -> VLMPolicy:
             "model.bf16=true on hardware with bf16, or model.dtype=float32"
         )
     return policy
+
+
+def check_prompt(trained: dict[str, Any] | None, config: TrainConfig) -> None:
+    """Raise a ValueError when the starting model was trained on other prompts than the
+    run's (a checkpoint records its own; None: never trained, any prompt will do)."""
+    if trained is not None and trained != config.prompt:
+        raise ValueError(
+            f"the starting model was trained with cot={trained['cot']}, history="
+            f"{trained['history']}, the run asks with ppo.cot={config.ppo.cot}, env.history="
+            f"{config.env.history}: set them to match"
+        )
 
 
 def run(
@@ -96,6 +114,7 @@ def run(
             if not config.sft.data:
                 with accelerator.main_process_first():
                     _record_demonstrations(config, data_dir, progress and main)
+            check_written_for(data_dir, config)  # given, or made by an earlier try of the run
             seed_stage(config.seed, "sft")
             demonstrations = load_demonstrations(data_dir)
             run_sft(config, start_model, demonstrations, sft_dir, accelerator, progress)
@@ -226,8 +245,7 @@ def _record_demonstrations(config: TrainConfig, data_dir: Path, progress: bool) 
         epsilon=sft.epsilon,
         seed=config.seed,
         image_size=image_size,
-        cot=config.ppo.cot,
-        history=config.env.history,
+        **config.prompt,
         progress=progress,
     )
 

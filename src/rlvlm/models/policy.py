@@ -532,11 +532,13 @@ def fit_attention(policy: VLMPolicy) -> VLMPolicy:
     return policy
 
 
-def check_loadable(name_or_path: str | os.PathLike[str]) -> None:
+def check_loadable(name_or_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """Raise ``load_policy``'s ValueError for a name it could never load, without loading
-    anything: a cheap check before a job writes its first file."""
-    if str(name_or_path) not in PRESETS:
-        _locate(str(name_or_path))
+    anything: a cheap check before a job writes its first file. The checkpoint's
+    ``rlvlm.json``, if it has one."""
+    if str(name_or_path) in PRESETS:
+        return None
+    return _locate(str(name_or_path))[1]
 
 
 def _locate(name: str) -> tuple[Path, dict[str, Any] | None, bool]:

@@ -149,8 +149,7 @@ class PPOTrainer:
             vector=ppo.vector,
             on_invalid=ppo.on_invalid,
             penalty=ppo.invalid_penalty,
-            cot=ppo.cot,
-            history=self.config.env.history,
+            **self.config.prompt,
             group_size=ppo.group_size,
         )
         bar = progress_bar(
@@ -437,8 +436,7 @@ def evaluate_held_out(
         settings.seed,
         batch_size=settings.batch_size,
         on_invalid=ppo.on_invalid,
-        cot=ppo.cot,
-        history=config.env.history,
+        **config.prompt,
         env_kwargs={"image_size": policy.image_size},
         progress=progress,
         record=settings.replays if replays else 0,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,9 @@ from rlvlm.games import get_game
 from rlvlm.io import open_atomic, write_json
 from rlvlm.progress import progress_bar
 from rlvlm.seeds import demonstration_seeds
+
+if TYPE_CHECKING:
+    from rlvlm.config import TrainConfig
 
 DATA_FILE = "data.jsonl"
 META_FILE = "meta.json"
@@ -140,25 +143,31 @@ def write_demonstrations(
     return summary
 
 
-def check_written_for(path: str | os.PathLike[str], game: str, cot: bool, history: int) -> None:
+def check_written_for(path: str | os.PathLike[str], config: TrainConfig) -> None:
     """Raise a ValueError when ``rlvlm data`` wrote the demonstrations at ``path`` for another
-    game, prompt (with or without CoT) or history than a run's: SFT would then teach replies to
-    prompts the run never shows. Data without ``meta.json`` (other tools') is taken as it is."""
+    game or prompt (``config.prompt``) than the run's: SFT would then teach replies to prompts
+    the run never shows. Data without ``meta.json`` (other tools') is taken as it is."""
     path = Path(path)
     meta_file = (path.parent if path.is_file() else path) / META_FILE
     if not meta_file.is_file():
         return
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    wanted = {"game": game, "cot": cot, "history": history}
-    differ = [
-        f"{key}={meta[key]!r} (the run has {value!r})"
-        for key, value in wanted.items()
-        if key in meta and meta[key] != value
-    ]
-    if differ:
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{meta_file}: {error}") from None
+    # What the run has, by its settings' names, beside what the data was made with (data
+    # from before a setting was recorded was made with that setting's default).
+    run = {"game": config.game, "ppo.cot": config.ppo.cot, "env.history": config.env.history}
+    made = {
+        "game": meta.get("game", config.game),
+        "ppo.cot": meta.get("cot", True),
+        "env.history": meta.get("history", 0),
+    }
+    if differ := [key for key in run if made[key] != run[key]]:
         raise ValueError(
-            f"{path} was written with {', '.join(differ)}: write it again with `rlvlm data` "
-            "to match, or change the run"
+            f"{path} was made with "
+            + ", ".join(f"{key}={made[key]} where the run has {run[key]}" for key in differ)
+            + ": write it again with `rlvlm data` or set the run's to match"
         )
 
 
