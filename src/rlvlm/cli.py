@@ -423,7 +423,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from rlvlm import train
-    from rlvlm.models.policy import check_loadable
     from rlvlm.rl.metrics import check_trackers
     from rlvlm.rl.trainer import TrainingDiverged
     from rlvlm.sft.data import check_written_for, load_demonstrations
@@ -435,8 +434,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise _UsageError(str(error)) from None
     if not args.resume:
         try:  # before the run directory exists, so that a bad name leaves nothing behind
-            meta = check_loadable(config.model.name)
-            train.check_prompt(meta and meta.get("prompt"), config)
+            train.check_starting_model(config)
         except ValueError as error:
             raise _UsageError(f"model.name: {error}") from None
     if config.sft.data:  # before the vision stage: that it is there and made for this run
@@ -494,14 +492,12 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from accelerate import Accelerator
 
     from rlvlm import train
-    from rlvlm.models.policy import check_loadable
     from rlvlm.sft.data import check_written_for, load_demonstrations
 
     _quiet_transformers()
     try:  # every input, before the minutes of a tiny preset's vision stage
         check_written_for(args.data, config)
-        meta = check_loadable(config.model.name)
-        train.check_prompt(meta and meta.get("prompt"), config)
+        train.check_starting_model(config)
         demonstrations = load_demonstrations(args.data)
     except ValueError as error:
         raise _UsageError(str(error)) from None

@@ -25,6 +25,7 @@ from rlvlm.config import TrainConfig, to_yaml
 from rlvlm.io import write_atomic, write_json
 from rlvlm.layout import CONFIG_FILE, DATA_DIR, EVAL_FILE, REPLAYS_DIR, SFT_DIR, SFT_EVAL_FILE
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
+from rlvlm.models.policy import check_loadable
 from rlvlm.models.training import (
     add_lora,
     enable_gradient_checkpointing,
@@ -84,6 +85,13 @@ def check_prompt(trained: dict[str, Any] | None, config: TrainConfig) -> None:
             f"{trained['history']}, the run asks with ppo.cot={config.ppo.cot}, env.history="
             f"{config.env.history}: set them to match"
         )
+
+
+def check_starting_model(config: TrainConfig) -> None:
+    """Raise the ValueError a run would meet with its ``model.name`` (one that cannot load, or
+    a checkpoint trained on other prompts), from its files alone, before any work."""
+    meta = check_loadable(config.model.name) or {}
+    check_prompt(meta.get("prompt"), config)
 
 
 def run(
