@@ -34,3 +34,18 @@ def test_a_stage_that_fails_before_its_first_step_prints_nothing(capsys):
     except ConnectionError:
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_a_redraw_without_news_prints_no_line(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "LINE_INTERVAL", 0.0)
+    clock = iter(range(0, 1000, 30))  # each reading of the clock is 30 s later
+    bar = progress_bar(total=3, desc="data", unit="episode")
+    bar._time = lambda: next(clock)
+    bar.start_t = bar.last_print_t = 0
+    bar.update()
+    bar.refresh()  # as tqdm's monitor thread does: only the clock moved
+    bar.set_postfix(success="50%")
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["data: 1/3 episodes"] * 2, lines
+    assert lines[-1].endswith("success=50%")

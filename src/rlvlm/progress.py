@@ -17,12 +17,12 @@ _LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt} {unit}s, {elapsed} elapsed, ETA {rem
 
 
 class _LogLines(std.tqdm):
-    """tqdm for a log: each refresh of the bar is one plain line on stderr, and tqdm's own
-    redrawing ("\r" and padding) goes nowhere. Nothing is printed before the first step, so
-    that an error at the start stays the only line."""
+    """tqdm for a log: each refresh of the bar that shows news (a step or a new postfix) is one
+    plain line on stderr, and tqdm's own redrawing ("\r" and padding) goes nowhere. Nothing is
+    printed before the first step, so that an error at the start stays the only line."""
 
     def __init__(self, *args, **kwargs):
-        self._last_line = ""
+        self._last_state = None
         kwargs.setdefault("unit", "step")
         super().__init__(
             *args,
@@ -33,10 +33,11 @@ class _LogLines(std.tqdm):
         )
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        line = str(self) if msg is None else msg
-        if self.n and line and line != self._last_line:  # closing redraws the last state
+        # tqdm also redraws without news (its monitor thread, closing): only the clock moved.
+        line, state = str(self) if msg is None else msg, (self.n, self.postfix)
+        if self.n and line and state != self._last_state:
             print(line, file=sys.stderr, flush=True)
-            self._last_line = line
+            self._last_state = state
         return True
 
 
