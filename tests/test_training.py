@@ -732,3 +732,17 @@ def test_training_a_checkpoint_on_other_prompts_stops_before_any_work(tmp_path, 
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2 and all("trained with cot=False, history=0" in e for e in errors)
     assert not (tmp_path / "out").exists()
+
+
+def test_sft_starts_from_the_configs_model_unless_told(tmp_path, monkeypatch):
+    started = []
+
+    def check(config):  # enough: the model need not train
+        started.append(config.model.name)
+        raise ValueError("stop")
+
+    monkeypatch.setattr(train, "check_starting_model", check)
+    argv = ["sft", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--game", "alfworld"]) == 2
+    assert main([*argv, "--game", "alfworld", "--model", "tiny-qwen2-vl"]) == 2
+    assert started == ["tiny-llava-alfworld", "tiny-qwen2-vl"]

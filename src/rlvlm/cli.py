@@ -480,7 +480,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _sft_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--game", required=True, choices=list(GAMES))
     parser.add_argument("--data", metavar="DIR", required=True, help="from rlvlm data")
-    parser.add_argument("--model", required=True, help="a tiny preset, a checkpoint or a hub id")
+    parser.add_argument(
+        "--model", help="a tiny preset, a checkpoint or a hub id (default: the config's)"
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="where the checkpoint goes")
     parser.add_argument("--config", help=CONFIG_HELP)
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
@@ -488,7 +490,8 @@ def _sft_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    config = _config(args, [f"game={args.game}", f"model.name={args.model}"])
+    given = {"game": args.game, "model.name": args.model}
+    config = _config(args, [f"{key}={value}" for key, value in given.items() if value])
     from accelerate import Accelerator
 
     from rlvlm import train
