@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,11 +59,17 @@ def test_paper_configs_hold_the_papers_hyperparameters(game):
     assert config.eval.episodes == (1000 if game == "blackjack" else 200)
 
 
-def test_the_default_is_the_tiny_numberline_config():
+def test_the_default_is_the_tiny_numberline_config(tmp_path):
     assert DEFAULT_CONFIG == "tiny/numberline"
     assert default_config_name(None, None) == "tiny/numberline"
     assert default_config_name("blackjack", "tiny-llava") == "tiny/blackjack"
     assert default_config_name("ezpoints", "/models/llava") == "paper/ezpoints"
+    checkpoint = tmp_path / "sft"  # trained from a tiny preset: still tiny
+    checkpoint.mkdir()
+    (checkpoint / "rlvlm.json").write_text(json.dumps({"base": "tiny-llava-alfworld"}))
+    assert default_config_name("alfworld", str(checkpoint)) == "tiny/alfworld"
+    (checkpoint / "rlvlm.json").write_text(json.dumps({"base": "/models/llava"}))
+    assert default_config_name("alfworld", str(checkpoint)) == "paper/alfworld"
 
 
 def test_overrides_are_typed_like_the_field():

@@ -17,7 +17,8 @@ EPILOG = "Bad input ends with one error line and exit code 2."
 REPLAY_EPISODES = 8
 CONFIG_HELP = (
     "a YAML file or a shipped config (tiny/numberline, paper/blackjack ...); "
-    "default: the game's tiny config for a preset, else its paper config"
+    "default: the game's tiny config for a preset or a checkpoint trained from one, "
+    "else its paper config"
 )
 OVERRIDES_HELP = "config overrides such as ppo.lr=3e-4 sft.epochs=2"
 
@@ -380,7 +381,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace, fixed: list[str]):
     """The config a train or sft command runs: a file or shipped name, else the game's tiny
-    config for a preset and its paper config for any other model; overrides on top."""
+    config for a preset or a checkpoint trained from one, its paper config for any other
+    model; overrides on top."""
     from rlvlm.config import default_config_name, load_config
 
     source = args.config or default_config_name(args.game, args.model)

@@ -10,6 +10,7 @@ the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -308,9 +309,18 @@ def _shipped_root(kind: str):
 
 
 def default_config_name(game: str | None, model: str | None) -> str:
-    """``tiny/<game>`` for a tiny preset (or no model), ``paper/<game>`` for any other."""
-    group = "tiny" if model is None or model in TINY_PRESETS else "paper"
-    return f"{group}/{game or 'numberline'}"
+    """``tiny/<game>`` for a tiny preset, a checkpoint trained from one (its ``rlvlm.json``
+    names the preset as its base) or no model; ``paper/<game>`` for any other."""
+    tiny = model is None or model in TINY_PRESETS or _base_of(model) in TINY_PRESETS
+    return f"{'tiny' if tiny else 'paper'}/{game or 'numberline'}"
+
+
+def _base_of(checkpoint: str) -> str | None:
+    """The model an rlvlm checkpoint was trained from, read without loading it."""
+    try:
+        return json.loads((Path(checkpoint) / "rlvlm.json").read_text()).get("base")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_yaml(source: str | Path, kind: str = "config") -> dict[str, Any]:
