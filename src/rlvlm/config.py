@@ -10,7 +10,6 @@ the valid choices.
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from rlvlm.games import GAMES
+from rlvlm.io import read_json
 
 # Names only, so that building and checking a config needs no torch (``rlvlm.models`` has the
 # things they name; a test keeps the two equal).
@@ -318,8 +318,8 @@ def default_config_name(game: str | None, model: str | None) -> str:
 def _base_of(checkpoint: str) -> str | None:
     """The model an rlvlm checkpoint was trained from, read without loading it."""
     try:
-        return json.loads((Path(checkpoint) / "rlvlm.json").read_text()).get("base")
-    except (OSError, ValueError, AttributeError):
+        return read_json(Path(checkpoint) / "rlvlm.json").get("base")
+    except (OSError, ValueError, AttributeError):  # not a readable rlvlm checkpoint
         return None
 
 

@@ -74,3 +74,9 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         replace_dir(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON in ``path``, None where there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None

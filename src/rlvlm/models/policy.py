@@ -11,7 +11,6 @@ round differently; the PPO trainer therefore takes its old log-probs from ``scor
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -33,7 +32,7 @@ from transformers import (
     ProcessorMixin,
 )
 
-from rlvlm.io import atomic_directory, write_json
+from rlvlm.io import atomic_directory, read_json, write_json
 from rlvlm.models.families import Family, family_of
 from rlvlm.models.presets import PRESETS, build_preset
 from rlvlm.models.spans import action_start
@@ -547,7 +546,7 @@ def _locate(name: str) -> tuple[Path, dict[str, Any] | None, bool]:
     path = Path(name)
     if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
         path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
-    meta = _read_json(path / RLVLM_FILE)
+    meta = read_json(path / RLVLM_FILE)
     hub_id = looks_like_hub_id(name) and not path.exists()
     lora = bool(meta and meta.get("lora"))
     if not (path / "config.json").is_file() and not lora and not hub_id:
@@ -556,7 +555,7 @@ def _locate(name: str) -> tuple[Path, dict[str, Any] | None, bool]:
             "(no config.json there)"
         )
     if not hub_id and not lora:
-        family_of(_read_json(path / "config.json"))  # an unsupported family fails here, clearly
+        family_of(read_json(path / "config.json"))  # an unsupported family fails here, clearly
     return path, meta, hub_id
 
 
@@ -571,7 +570,3 @@ def _load_adapter(path: Path, meta: dict[str, Any], dtype, seed: int):
 def looks_like_hub_id(name: str) -> bool:
     """``owner/model``, as on the Hugging Face hub (tried only where no such path exists)."""
     return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
