@@ -1,6 +1,7 @@
 """The CNN + RL baseline: SB3 PPO on the pictures, judged on the same held-out deals."""
 
 import json
+import tempfile
 
 import numpy as np
 import pytest
@@ -39,9 +40,13 @@ def test_the_player_takes_its_predicted_action_in_an_action_only_reply():
         assert all("thoughts" not in step.reply for step in episode.steps)
 
 
-def test_a_run_writes_its_curve_and_result_and_is_not_redone(tmp_path):
+def test_a_run_writes_its_curve_and_result_and_is_not_redone(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     settings = CnnSettings("ezpoints", seed=3, **SMALL)
     result = train_cnn(settings, tmp_path, log=lambda _: None)
+    assert not list(scratch.glob("SB3-*"))  # SB3's default logger would leave a folder there
     curve = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     # Rollouts of 64 steps (2 envs x 32): an evaluation after the second update (at the
     # third rollout's start) and one after the last.

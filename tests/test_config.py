@@ -70,6 +70,10 @@ def test_the_default_is_the_tiny_numberline_config(tmp_path):
     assert default_config_name("alfworld", str(checkpoint)) == "tiny/alfworld"
     (checkpoint / "rlvlm.json").write_text(json.dumps({"base": "/models/llava"}))
     assert default_config_name("alfworld", str(checkpoint)) == "paper/alfworld"
+    # A save cut off mid-swap: the old checkpoint is read from its backup, as load_policy does.
+    (checkpoint / "rlvlm.json").write_text(json.dumps({"base": "tiny-llava-alfworld"}))
+    checkpoint.rename(tmp_path / ".sft.previous")
+    assert default_config_name("alfworld", str(checkpoint)) == "tiny/alfworld"
 
 
 def test_overrides_are_typed_like_the_field():

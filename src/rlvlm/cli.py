@@ -379,13 +379,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace, fixed: list[str]):
+def _config(args: argparse.Namespace, given: dict[str, str | None]):
     """The config a train or sft command runs: a file or shipped name, else the game's tiny
     config for a preset or a checkpoint trained from one, its paper config for any other
-    model; overrides on top."""
+    model; the options given (``given``, config key to value) and the overrides on top."""
     from rlvlm.config import default_config_name, load_config
 
     source = args.config or default_config_name(args.game, args.model)
+    fixed = [f"{key}={value}" for key, value in given.items() if value]
     try:
         return load_config(source, [*fixed, *args.overrides])
     except ValueError as error:
@@ -405,8 +406,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rlvlm.layout import new_run_dir, resume_config
 
-    given = {"game": args.game, "model.name": args.model, "out": args.out}
-    fixed = [f"{key}={value}" for key, value in given.items() if value]
     if args.resume:
         if args.config or args.game or args.model:
             raise _UsageError(
@@ -419,7 +418,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise _UsageError(f"argument --resume: {error}") from None
     else:
-        config = _config(args, fixed)
+        config = _config(args, {"game": args.game, "model.name": args.model, "out": args.out})
         run_dir = new_run_dir(config)
     # The config holds (checked without torch, so at once); now what it names.
     from accelerate import Accelerator
@@ -492,8 +491,7 @@ def _sft_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
-    given = {"game": args.game, "model.name": args.model}
-    config = _config(args, [f"{key}={value}" for key, value in given.items() if value])
+    config = _config(args, {"game": args.game, "model.name": args.model})
     from accelerate import Accelerator
 
     from rlvlm import train

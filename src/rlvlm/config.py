@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from rlvlm.games import GAMES
-from rlvlm.io import read_json
+from rlvlm.io import read_json, saved_dir
 
 # Names only, so that building and checking a config needs no torch (``rlvlm.models`` has the
 # things they name; a test keeps the two equal).
@@ -318,7 +318,7 @@ def default_config_name(game: str | None, model: str | None) -> str:
 def _base_of(checkpoint: str) -> str | None:
     """The model an rlvlm checkpoint was trained from, read without loading it."""
     try:
-        return read_json(Path(checkpoint) / "rlvlm.json").get("base")
+        return read_json(saved_dir(checkpoint) / "rlvlm.json").get("base")
     except (OSError, ValueError, AttributeError):  # not a readable rlvlm checkpoint
         return None
 

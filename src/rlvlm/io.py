@@ -50,16 +50,28 @@ def staging_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f".{path.name}.saving")
 
 
+def _backup_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.previous")
+
+
 def replace_dir(staging: Path, path: str | os.PathLike[str]) -> None:
     """Put the finished directory ``staging`` at ``path``. An old ``path`` is kept as a backup
     until the swap is done, so a crash at any point leaves one of the two whole."""
     path = Path(path)
-    backup = path.with_name(f".{path.name}.previous")
+    backup = _backup_path(path)
     if path.exists():
         shutil.rmtree(backup, ignore_errors=True)
         path.rename(backup)
     staging.rename(path)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def saved_dir(path: str | os.PathLike[str]) -> Path:
+    """The directory to read for ``path``: itself, or the old one a swap cut off midway
+    (``replace_dir``) left as its backup."""
+    path = Path(path)
+    backup = _backup_path(path)
+    return backup if not path.is_dir() and backup.is_dir() else path
 
 
 @contextmanager

@@ -140,6 +140,7 @@ def train_cnn(
         from stable_baselines3 import PPO
         from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.logger import Logger
     except ImportError:
         raise ImportError(
             "the CNN baseline needs Stable-Baselines3: pip install 'rlvlm[baselines]'"
@@ -159,6 +160,9 @@ def train_cnn(
         device="cpu",
         verbose=0,
     )
+    # A logger with no outputs: SB3's default one makes an empty SB3-<time> folder in the
+    # temporary directory on every run.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     # The environments' first reset seeds, after PPO's own seeding set them to seed + i:
     # a block below the held-out range, drawn from the run's seed as the VLM's are.
     envs.seed(train_seeds(settings.seed, 0, 0, settings.num_envs, settings.num_envs)[0])

@@ -32,7 +32,7 @@ from transformers import (
     ProcessorMixin,
 )
 
-from rlvlm.io import atomic_directory, read_json, write_json
+from rlvlm.io import atomic_directory, read_json, saved_dir, write_json
 from rlvlm.models.families import Family, family_of
 from rlvlm.models.presets import PRESETS, build_preset
 from rlvlm.models.spans import action_start
@@ -543,9 +543,7 @@ def check_loadable(name_or_path: str | os.PathLike[str]) -> dict[str, Any] | Non
 def _locate(name: str) -> tuple[Path, dict[str, Any] | None, bool]:
     """The checkpoint directory ``name`` names, its rlvlm.json if any, and whether it is
     rather a hub id; a ValueError for anything else or for an unsupported family."""
-    path = Path(name)
-    if not path.is_dir() and path.with_name(f".{path.name}.previous").is_dir():
-        path = path.with_name(f".{path.name}.previous")  # a save was cut off mid-swap
+    path = saved_dir(name)
     meta = read_json(path / RLVLM_FILE)
     hub_id = looks_like_hub_id(name) and not path.exists()
     lora = bool(meta and meta.get("lora"))
