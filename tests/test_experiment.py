@@ -1,16 +1,25 @@
 """Experiment grids: specs and their cells, a small grid run to the end and skipped when run
-again, a resumed cell, a changed spec refused, the table and the curves, and the CLI."""
+again, a resumed cell, a changed spec refused, the table and the curves, a grid carried on
+from its results.json alone, and the CLI."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rlvlm.cli import main
 from rlvlm.config import to_yaml
-from rlvlm.experiment import load_experiment, run_cells, spec_names, status, write_results
+from rlvlm.experiment import (
+    load_experiment,
+    run_cells,
+    spec_names,
+    status,
+    statuses,
+    write_results,
+)
 from rlvlm.experiment.runner import check_unchanged
 from rlvlm.experiment.table import curves
 
@@ -115,10 +124,26 @@ def test_a_grid_runs_resumes_and_aggregates(tmp_path):
     assert group["final_success_mean"] == pytest.approx(sum(group["final_success_seeds"]) / 2)
     assert len(group["sft_thoughts_seeds"]) == 2
     # every seed is drawn (a band over both), not the first cell's alone
-    assert curves(spec, cells) != curves(spec, cells[:1])
+    rows = results["cells"]
+    assert curves(spec, rows) != curves(spec, rows[:1])
     for name in ("results.json", "results.md", "curves.png", "thoughts.png"):
         assert (tmp_path / "grid" / name).stat().st_size > 0
     assert "| numberline | 2/2 |" in (tmp_path / "grid" / "results.md").read_text()
+
+    # On another machine, with the committed results.json alone: its cells are done, in the
+    # runner and in the table, curves included.
+    figures = [(tmp_path / "grid" / name).read_bytes() for name in ("curves.png", "thoughts.png")]
+    shutil.rmtree(cells[0].run_dir)
+    assert statuses(cells) == {"numberline-seed0": "done", "numberline-seed1": "done"}
+    run_cells(spec, cells, say=said.append)
+    assert said[-1] == "grid: 2 of 2 cells done, 0 to run, 1 at a time (local)"
+    assert write_results(spec, cells, tmp_path / "grid") == json.loads(json.dumps(results))
+    again = [(tmp_path / "grid" / name).read_bytes() for name in ("curves.png", "thoughts.png")]
+    assert again == figures
+    # ... unless the spec now asks for other settings than the recorded run had.
+    changed = load_experiment(write_spec(tmp_path, overrides=[*TINY, "ppo.lr=0.1"]))
+    with pytest.raises(ValueError, match=r"numberline-seed0 is recorded in .* other settings"):
+        run_cells(changed, changed.cells(tmp_path)[:1], say=said.append)
 
 
 def test_the_ray_backend_runs_cells_as_tasks(tmp_path):

@@ -657,18 +657,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise _UsageError(str(error)) from None
     folder = Path(args.out) / spec.name
-    if args.dry_run:
-        return _dry_run(spec, cells, args.workers)
-    if args.table:
-        try:
-            results = grid.write_results(spec, cells, folder)
-        except OSError as error:
-            raise _UsageError(f"cannot write the results in {folder}: {error}") from None
-        print(grid.markdown(results), end="")
-        files = [*sorted(folder.glob("results.*")), folder / "curves.png", folder / "thoughts.png"]
-        written = [file.name for file in files if file.is_file()]
-        print(f"written to {folder}/: {', '.join(written)}")
-        return 0
+    try:
+        if args.dry_run:
+            return _dry_run(spec, cells, args.workers)
+        if args.table:
+            return _table(spec, cells, folder)
+    except ValueError as error:  # a cell recorded with other settings, or a bad results.json
+        raise _UsageError(str(error)) from None
     if args.backend == "ray":
         try:
             import ray  # noqa: F401
@@ -699,7 +694,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec, cells, workers: int) -> int:
-    from rlvlm.experiment import estimate_seconds, status
+    from rlvlm.experiment import estimate_seconds, statuses
 
     print(
         f"{spec.name}: {len(cells)} cells ({' x '.join(map(str, map(len, spec.axes.values())))}"
@@ -707,8 +702,9 @@ def _dry_run(spec, cells, workers: int) -> int:
     )
     print(f"{'cell':<40}{'status':<9}{'estimate':>9}")
     left = 0.0
+    state_of = statuses(cells)
     for cell in cells:
-        state = status(cell)
+        state = state_of[cell.name]
         seconds = estimate_seconds(cell.config)
         left += seconds if state != "done" else 0.0
         print(f"{cell.name:<40}{state:<9}{seconds / 60:>8.0f}m")
@@ -716,6 +712,20 @@ def _dry_run(spec, cells, workers: int) -> int:
         f"about {left / 3600:.1f} h of work left on this machine's 2 cores "
         f"(rough: the main job's costs), {workers} cell(s) at a time sharing them"
     )
+    return 0
+
+
+def _table(spec, cells, folder: Path) -> int:
+    from rlvlm import experiment as grid
+
+    try:
+        results = grid.write_results(spec, cells, folder)
+    except OSError as error:
+        raise _UsageError(f"cannot write the results in {folder}: {error}") from None
+    print(grid.markdown(results), end="")
+    files = [*sorted(folder.glob("results.*")), folder / "curves.png", folder / "thoughts.png"]
+    written = [file.name for file in files if file.is_file()]
+    print(f"written to {folder}/: {', '.join(written)}")
     return 0
 
 

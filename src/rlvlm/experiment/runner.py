@@ -2,8 +2,9 @@
 own, side by side on this machine or as tasks on a Ray cluster.
 
 A cell's run directory gets its config as the cell starts, so every cell runs the same way
-whether it is new or was interrupted: finished cells (with ``eval.json``) are skipped,
-the others continue from what their directory holds. A cell whose saved config no longer
+whether it is new or was interrupted: finished cells (with ``eval.json``, or recorded as done
+in the experiment's ``results.json``) are skipped, the others continue from what their
+directory holds. A cell whose saved config no longer
 matches the spec is an error, never silently trained on or counted under the new one.
 """
 
@@ -21,6 +22,7 @@ from typing import Literal
 
 from rlvlm.config import TrainConfig, flatten, to_yaml
 from rlvlm.experiment.spec import Cell, Experiment
+from rlvlm.experiment.table import recorded
 from rlvlm.io import write_atomic
 from rlvlm.layout import CONFIG_FILE, EVAL_FILE, resume_config
 
@@ -43,6 +45,13 @@ def status(cell: Cell) -> Status:
     if (cell.run_dir / EVAL_FILE).is_file():
         return "done"
     return "started" if (cell.run_dir / CONFIG_FILE).is_file() else "new"
+
+
+def statuses(cells: list[Cell]) -> dict[str, Status]:
+    """Each cell's status by name, the cells the experiment's ``results.json`` records as
+    done (their run directories elsewhere) included."""
+    kept = recorded(cells, cells[0].run_dir.parent) if cells else {}
+    return {cell.name: "done" if cell.name in kept else status(cell) for cell in cells}
 
 
 def check_unchanged(cell: Cell) -> None:
@@ -75,7 +84,8 @@ def run_cells(
     for cell in cells:
         if status(cell) != "new":
             check_unchanged(cell)
-    todo = [cell for cell in cells if status(cell) != "done"]
+    state = statuses(cells)
+    todo = [cell for cell in cells if state[cell.name] != "done"]
     say(
         f"{experiment.name}: {len(cells) - len(todo)} of {len(cells)} cells done, "
         f"{len(todo)} to run, {workers} at a time ({backend})"

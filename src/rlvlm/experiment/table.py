@@ -1,9 +1,17 @@
 """An experiment's results: per cell and per group of seeds, as JSON, a markdown table and
 learning curves (held-out success, and the share of replies whose thoughts state the picture
-truly, against environment steps, a band over the seeds)."""
+truly, against environment steps, a band over the seeds).
+
+``results.json`` is the experiment's record: a finished cell's row keeps its curves and a
+fingerprint of its settings, so that a grid carried on elsewhere (a fresh machine, its run
+directories gone, the committed ``results.json`` put back in the experiment's folder) counts
+the cells it records as done, in its table and its curves alike.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,8 +19,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from rlvlm.config import TrainConfig, flatten
 from rlvlm.experiment.spec import Cell, Experiment
-from rlvlm.io import write_atomic, write_json
+from rlvlm.io import read_json, write_atomic, write_json
 from rlvlm.layout import CONFIG_FILE
 from rlvlm.report.plots import png
 from rlvlm.report.runs import Run, load_run
@@ -21,6 +30,8 @@ RESULTS_JSON, RESULTS_MD, CURVES_PNG = "results.json", "results.md", "curves.png
 THOUGHTS_PNG = "thoughts.png"
 #: Figures averaged over seeds: held-out success, and thought accuracy (without CoT: none).
 FIGURES = ("sft_success", "final_success", "peak_success", "sft_thoughts", "final_thoughts")
+#: The held-out series a row keeps, as [environment step, value] pairs, for the curves.
+SERIES = ("eval/success_rate", "eval/thought_accuracy")
 
 
 def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
@@ -32,6 +43,8 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
         return row | {"status": "new"}
     run = load_run(cell.run_dir)
     row["status"] = "done" if run.final_eval else "started"
+    row["game"] = cell.config.game
+    row["settings"] = fingerprint(cell.config)
     row["updates_done"] = run.updates_done
     if run.sft_eval:
         row |= {
@@ -56,7 +69,47 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
         peak_steps, peak = max(within, key=lambda point: (point[1], -point[0]))
         row |= {"peak_success": peak, "peak_env_steps": peak_steps}
     row["env_steps"] = run.updates_done * run.steps_per_update
+    row["curves"] = {
+        key: [list(point) for point in zip(*curve(run, key), strict=True)] for key in SERIES
+    }
     return row
+
+
+def fingerprint(config: TrainConfig) -> str:
+    """A short digest of what a cell runs: its settings that differ from the defaults, where
+    it runs aside (``out``; ``name`` is the cell's), so that a key added later with a default
+    leaves older records valid."""
+    defaults = flatten(TrainConfig().to_dict())
+    settings = {
+        key: value
+        for key, value in flatten(config.to_dict()).items()
+        if key not in ("out", "name") and defaults.get(key) != value
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def recorded(cells: Sequence[Cell], folder: Path) -> dict[str, dict[str, Any]]:
+    """The rows of the finished cells that ``results.json`` in ``folder`` records and whose
+    run directory is not here, by cell name. A row recorded with other settings than the
+    cell's now is a ValueError: a table never mixes two versions of a spec."""
+    path = folder / RESULTS_JSON
+    results = read_json(path)
+    if results is None:
+        return {}
+    if not isinstance(results, dict) or not isinstance(results.get("cells"), list):
+        raise ValueError(f"{path} is not an experiment's results (no list of cells)")
+    done = {row["cell"]: row for row in results["cells"] if row.get("status") == "done"}
+    kept = {}
+    for cell in cells:
+        if cell.name not in done or (cell.run_dir / CONFIG_FILE).is_file():
+            continue
+        if done[cell.name].get("settings") != fingerprint(cell.config):
+            raise ValueError(
+                f"cell {cell.name} is recorded in {path} with other settings; "
+                "restore the spec, or remove its row there to run it afresh"
+            )
+        kept[cell.name] = done[cell.name]
+    return kept
 
 
 def curve(run: Run, key: str = "eval/success_rate") -> tuple[list[int], list[float]]:
@@ -66,10 +119,14 @@ def curve(run: Run, key: str = "eval/success_rate") -> tuple[list[int], list[flo
     return [update * per_update for update in updates], values
 
 
-def aggregate(experiment: Experiment, cells: Sequence[Cell]) -> dict[str, Any]:
-    """Every cell's row, and per group (the cells that differ only in their seed) the mean
-    and standard deviation over its finished seeds."""
-    rows = [cell_row(experiment, cell) for cell in cells]
+def aggregate(
+    experiment: Experiment, cells: Sequence[Cell], kept: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Every cell's row (``kept``'s for the cells it records, see ``recorded``), and per group
+    (the cells that differ only in their seed) the mean and standard deviation over its
+    finished seeds."""
+    kept = kept or {}
+    rows = [kept.get(cell.name) or cell_row(experiment, cell) for cell in cells]
     groups: dict[str, dict[str, Any]] = {}
     for row in rows:
         axes = {key: row["axes"][key] for key in experiment.seedless_axes}
@@ -140,7 +197,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def curves(
     experiment: Experiment,
-    cells: Sequence[Cell],
+    rows: Sequence[dict[str, Any]],
     metric: str = "eval/success_rate",
     ylabel: str = "held-out success (%)",
 ) -> bytes | None:
@@ -149,15 +206,13 @@ def curves(
     highest of them. None before any cell has logged it."""
     by_group: dict[str, list[tuple[list[int], list[float]]]] = {}
     games: dict[str, str] = {}
-    for cell in cells:
-        if not (cell.run_dir / CONFIG_FILE).is_file():
-            continue
-        steps, success = curve(load_run(cell.run_dir), metric)
-        if steps:
-            label = _label({k: cell.axes[k] for k in experiment.seedless_axes if k != "game"})
-            key = f"{cell.config.game}\0{label}"
-            by_group.setdefault(key, []).append((steps, success))
-            games[key] = cell.config.game
+    for row in rows:
+        if points := row.get("curves", {}).get(metric):
+            label = _label({k: row["axes"][k] for k in experiment.seedless_axes if k != "game"})
+            key = f"{row['game']}\0{label}"
+            steps, values = zip(*points, strict=True)
+            by_group.setdefault(key, []).append((list(steps), list(values)))
+            games[key] = row["game"]
     if not by_group:
         return None
     panels = sorted(set(games.values()))
@@ -200,13 +255,14 @@ def curves(
 
 def write_results(experiment: Experiment, cells: Sequence[Cell], out: Path) -> dict[str, Any]:
     """``results.json``, ``results.md``, ``curves.png`` and ``thoughts.png`` (thought
-    accuracy, where replies have CoT) in ``out``, written atomically."""
-    results = aggregate(experiment, cells)
+    accuracy, where replies have CoT) in ``out``, written atomically; the cells that
+    ``results.json`` there records (``recorded``) keep their rows."""
+    results = aggregate(experiment, cells, recorded(cells, out))
     write_json(out / RESULTS_JSON, results)
     write_atomic(out / RESULTS_MD, markdown(results))
-    if (picture := curves(experiment, cells)) is not None:
+    if (picture := curves(experiment, results["cells"])) is not None:
         write_atomic(out / CURVES_PNG, picture)
-    thoughts = curves(experiment, cells, "eval/thought_accuracy", "true thoughts (%)")
+    thoughts = curves(experiment, results["cells"], "eval/thought_accuracy", "true thoughts (%)")
     if thoughts is not None:
         write_atomic(out / THOUGHTS_PNG, thoughts)
     return results
