@@ -1,6 +1,7 @@
 """The VLM policy: action spans for any tokenizer, scoring rules, LoRA, freezing, checkpoints."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -144,7 +145,10 @@ def _changed(policy, before) -> set[str]:
 
 
 def test_lora_trains_only_adapters_and_the_value_head(batch):
-    policy = add_lora(load_policy("tiny-llava"), rank=4, alpha=8)
+    policy = load_policy("tiny-llava")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing for a user to act on
+        add_lora(policy, rank=4, alpha=8)
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("value_head.") for n in trainable)
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}

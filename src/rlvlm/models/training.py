@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,10 @@ def add_lora(
     training = policy.model.training
     # PEFT's new modules start in training mode; keep the model's mode whole, so that rollouts
     # (in eval mode, dropout off) score replies exactly.
-    policy.model = get_peft_model(policy.model, config).train(training)
+    with warnings.catch_warnings():
+        # PEFT reads transformers' deprecated alias is_gradient_checkpointing: not ours to fix.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        policy.model = get_peft_model(policy.model, config).train(training)
     return policy
 
 
