@@ -146,6 +146,38 @@ def test_a_grid_runs_resumes_and_aggregates(tmp_path):
         run_cells(changed, changed.cells(tmp_path)[:1], say=said.append)
 
 
+def test_cells_that_differ_only_in_ppo_share_one_sft_stage(tmp_path):
+    """A lambda sweep makes its SFT stage once: the second cell gets a copy of the first's
+    and goes on from it exactly as it would have from its own (the same cell run alone)."""
+    axes = {"game": ["numberline"], "ppo.thought_coef": [0.3, 1]}
+    spec = load_experiment(write_spec(tmp_path, axes=axes))
+    cells = spec.cells(tmp_path)
+    assert run_cells(spec, cells, say=lambda _: None) == []
+    lender, borrower = (cell.run_dir for cell in cells)
+    log = (tmp_path / "grid" / "logs" / f"{cells[1].name}.log").read_text()
+    assert "demonstrations" in (tmp_path / "grid" / "logs" / f"{cells[0].name}.log").read_text()
+    assert "demonstrations" not in log and "sft:" not in log  # nothing recorded or trained
+    for part in ("sft_eval.json", "sft/rlvlm.json", "data/data.jsonl"):
+        assert (borrower / part).read_bytes() == (lender / part).read_bytes()
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    single = load_experiment(write_spec(alone, axes=axes | {"ppo.thought_coef": [1]}))
+    (cell,) = single.cells(alone)
+    assert cell.name == cells[1].name
+    assert run_cells(single, [cell], say=lambda _: None) == []
+    assert _run_record(cell.run_dir) == _run_record(borrower)
+
+
+def _run_record(run_dir: Path) -> tuple[list[dict], dict]:
+    """A run's metrics and final evaluation, timings aside."""
+    timed = ("time/", "charts/SPS", "charts/tokens_per_s")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    result = json.loads((run_dir / "eval.json").read_text())
+    del result["wall_seconds"]
+    return [{k: v for k, v in row.items() if not k.startswith(timed)} for row in rows], result
+
+
 def test_the_ray_backend_runs_cells_as_tasks(tmp_path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     spec = load_experiment(write_spec(tmp_path))

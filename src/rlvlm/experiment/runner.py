@@ -4,13 +4,18 @@ own, side by side on this machine or as tasks on a Ray cluster.
 A cell's run directory gets its config as the cell starts, so every cell runs the same way
 whether it is new or was interrupted: finished cells (with ``eval.json``, or recorded as done
 in the experiment's ``results.json``) are skipped, the others continue from what their
-directory holds. A cell whose saved config no longer
-matches the spec is an error, never silently trained on or counted under the new one.
+directory holds. A cell whose saved config no longer matches the spec is an error, never
+silently trained on or counted under the new one.
+
+Cells that differ only in what PPO alone reads (a lambda sweep, the advantage estimators)
+have the same SFT stage: the first to finish it lends a copy to the others as they start,
+which then go on to PPO as a run resumed after SFT does (each stage is seeded on its own).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,12 +27,59 @@ from typing import Literal
 
 from rlvlm.config import TrainConfig, flatten, to_yaml
 from rlvlm.experiment.spec import Cell, Experiment
-from rlvlm.experiment.table import recorded
-from rlvlm.io import write_atomic
-from rlvlm.layout import CONFIG_FILE, EVAL_FILE, resume_config
+from rlvlm.experiment.table import fingerprint, recorded
+from rlvlm.io import atomic_directory, write_atomic
+from rlvlm.layout import (
+    CONFIG_FILE,
+    DATA_DIR,
+    EVAL_FILE,
+    REPLAYS_DIR,
+    SFT_DIR,
+    SFT_EVAL_FILE,
+    resume_config,
+)
 
 LOG_DIR = "logs"
 Status = Literal["done", "started", "new"]
+
+#: The settings that only the PPO stage reads (neither the demonstrations, nor SFT, nor the
+#: SFT checkpoint's evaluation): cells that differ in nothing else share their SFT stage.
+PPO_ONLY = (
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval.every",
+    *(
+        f"ppo.{key}"
+        for key in [
+            "updates",
+            "num_envs",
+            "steps_per_env",
+            "epochs",
+            "minibatch_size",
+            "grad_accum",
+            "lr",
+            "lr_min",
+            "value_lr",
+            "adam_eps",
+            "clip_coef",
+            "clip_vloss",
+            "vf_coef",
+            "max_grad_norm",
+            "gamma",
+            "gae_lambda",
+            "advantage",
+            "group_size",
+            "group_std",
+            "step_advantage_weight",
+            "thought_coef",
+            "norm_adv",
+            "ent_coef",
+            "kl_coef",
+            "invalid_penalty",
+            "vector",
+        ]
+    ),
+)
 
 #: Rough costs on the 2-core development machine, measured with the main job: seconds per
 #: vision step, per SFT reply and epoch, per rollout reply, per PPO scoring pass of a
@@ -109,14 +161,19 @@ def run_cells(
             failed.append(cell)
 
     by_name = {cell.name: cell for cell in todo}
+
+    def begin(cell: Cell) -> None:
+        _begin(cell)
+        _share_sft(cell, cells)
+
     environment = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     if backend == "ray":
-        for name, code, seconds in _on_ray(by_name, jobs, environment, threads, workers):
+        for name, code, seconds in _on_ray(by_name, begin, jobs, environment, threads, workers):
             report(by_name[name], code, seconds)
     else:
 
         def run(cell: Cell) -> tuple[int, float]:
-            _begin(cell)
+            begin(cell)
             return run_command(*jobs[cell.name], environment)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -132,6 +189,37 @@ def _begin(cell: Cell) -> None:
     if status(cell) == "new":
         cell.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(cell.run_dir / CONFIG_FILE, to_yaml(cell.config))
+
+
+def _share_sft(cell: Cell, cells: list[Cell]) -> None:
+    """Copy into ``cell`` the finished SFT stage of another cell with the same one (its
+    demonstrations, checkpoint, evaluation and replays), if there is one and ``cell`` has
+    not finished its own."""
+    if _sft_finished(cell.run_dir):
+        return
+    stage = fingerprint(cell.config, PPO_ONLY)
+    lender = next(
+        (
+            other
+            for other in cells
+            if other is not cell
+            and _sft_finished(other.run_dir)
+            and fingerprint(other.config, PPO_ONLY) == stage
+        ),
+        None,
+    )
+    if lender is None:
+        return
+    for part in (DATA_DIR, f"{REPLAYS_DIR}/sft", SFT_DIR):
+        if (lender.run_dir / part).is_dir():
+            with atomic_directory(cell.run_dir / part) as staging:
+                shutil.copytree(lender.run_dir / part, staging, dirs_exist_ok=True)
+    # Last: with the evaluation in place, the stage counts as done.
+    write_atomic(cell.run_dir / SFT_EVAL_FILE, (lender.run_dir / SFT_EVAL_FILE).read_bytes())
+
+
+def _sft_finished(run_dir: Path) -> bool:
+    return (run_dir / SFT_DIR / "rlvlm.json").is_file() and (run_dir / SFT_EVAL_FILE).is_file()
 
 
 def _log(cell: Cell) -> Path:
@@ -152,7 +240,7 @@ def run_command(command: list[str], log: str, environment: dict[str, str]) -> tu
     return done.returncode, time.perf_counter() - start
 
 
-def _on_ray(cells, jobs, environment, threads: int, workers: int):
+def _on_ray(cells, begin, jobs, environment, threads: int, workers: int):
     """Each cell a Ray task of ``threads`` CPUs on the cluster that ``ray.init`` finds (the
     ``RAY_ADDRESS`` variable, a running ``ray start``, or a new local instance); every node
     must see the experiment's folder at the same path."""
@@ -165,7 +253,7 @@ def _on_ray(cells, jobs, environment, threads: int, workers: int):
     while waiting or running:
         while waiting and len(running) < workers:
             name = waiting.pop(0)
-            _begin(cells[name])
+            begin(cells[name])
             running[task.remote(*jobs[name], environment)] = name
         ready, _ = ray.wait(list(running), num_returns=1)
         name = running.pop(ready[0])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +75,16 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
     return row
 
 
-def fingerprint(config: TrainConfig) -> str:
+def fingerprint(config: TrainConfig, ignore: Iterable[str] = ()) -> str:
     """A short digest of what a cell runs: its settings that differ from the defaults, where
-    it runs aside (``out``; ``name`` is the cell's), so that a key added later with a default
-    leaves older records valid."""
+    it runs aside (``out``; ``name`` is the cell's) and any keys in ``ignore``, so that a key
+    added later with a default leaves older records valid."""
     defaults = flatten(TrainConfig().to_dict())
+    skip = {"out", "name", *ignore}
     settings = {
         key: value
         for key, value in flatten(config.to_dict()).items()
-        if key not in ("out", "name") and defaults.get(key) != value
+        if key not in skip and defaults.get(key) != value
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
