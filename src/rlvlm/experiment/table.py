@@ -233,7 +233,7 @@ def curves(
             "-o",
             color=colour,
             markersize=3,
-            label=f"{label} ({len(seeds)} seeds)",
+            label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
         )
         axes.fill_between(
             shared,
