@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlvlm.cli import main
-from rlvlm.config import to_yaml
+from rlvlm.config import TrainConfig, flatten, to_yaml
 from rlvlm.experiment import (
     load_experiment,
     run_cells,
@@ -20,7 +20,7 @@ from rlvlm.experiment import (
     statuses,
     write_results,
 )
-from rlvlm.experiment.runner import check_unchanged
+from rlvlm.experiment.runner import PPO_ONLY, check_unchanged
 from rlvlm.experiment.table import curves
 
 #: A few seconds per cell: every stage, at the smallest size.
@@ -140,6 +140,21 @@ def test_a_grid_runs_resumes_and_aggregates(tmp_path):
     assert write_results(spec, cells, tmp_path / "grid") == json.loads(json.dumps(results))
     again = [(tmp_path / "grid" / name).read_bytes() for name in ("curves.png", "thoughts.png")]
     assert again == figures
+    # A row from before results kept curves and fingerprints: left out of the curves, said
+    # so in the table; refused as a record, since its settings cannot be checked.
+    old = json.loads((tmp_path / "grid" / "results.json").read_text())
+    del old["cells"][0]["curves"]
+    (tmp_path / "grid" / "results.json").write_text(json.dumps(old))
+    write_results(spec, cells, tmp_path / "grid")
+    assert (
+        "leave out the cells recorded before results kept their curves: numberline-seed0."
+        in (tmp_path / "grid" / "results.md").read_text()
+    )
+    del old["cells"][0]["settings"]
+    (tmp_path / "grid" / "results.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="without its settings' fingerprint"):
+        write_results(spec, cells, tmp_path / "grid")
+    (tmp_path / "grid" / "results.json").write_text(json.dumps(results))
     # ... unless the spec now asks for other settings than the recorded run had.
     changed = load_experiment(write_spec(tmp_path, overrides=[*TINY, "ppo.lr=0.1"]))
     with pytest.raises(ValueError, match=r"numberline-seed0 is recorded in .* other settings"):
@@ -167,6 +182,11 @@ def test_cells_that_differ_only_in_ppo_share_one_sft_stage(tmp_path):
     assert cell.name == cells[1].name
     assert run_cells(single, [cell], say=lambda _: None) == []
     assert _run_record(cell.run_dir) == _run_record(borrower)
+
+
+def test_the_ppo_only_settings_are_config_keys():
+    assert set(PPO_ONLY) <= flatten(TrainConfig().to_dict()).keys()
+    assert not {"ppo.cot", "ppo.temperature", "ppo.max_new_tokens"} & set(PPO_ONLY)  # SFT eval
 
 
 def _run_record(run_dir: Path) -> tuple[list[dict], dict]:

@@ -694,7 +694,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec, cells, workers: int) -> int:
-    from rlvlm.experiment import estimate_seconds, statuses
+    from rlvlm.experiment import estimate_seconds, sft_stage, statuses
 
     print(
         f"{spec.name}: {len(cells)} cells ({' x '.join(map(str, map(len, spec.axes.values())))}"
@@ -703,9 +703,12 @@ def _dry_run(spec, cells, workers: int) -> int:
     print(f"{'cell':<40}{'status':<9}{'estimate':>9}")
     left = 0.0
     state_of = statuses(cells)
+    stages: set[str] = set()  # SFT stages made by an earlier cell: later ones borrow them
     for cell in cells:
         state = state_of[cell.name]
-        seconds = estimate_seconds(cell.config)
+        stage = sft_stage(cell.config)
+        seconds = estimate_seconds(cell.config, sft=stage not in stages)
+        stages.add(stage)
         left += seconds if state != "done" else 0.0
         print(f"{cell.name:<40}{state:<9}{seconds / 60:>8.0f}m")
     print(

@@ -1,6 +1,6 @@
 """Grids of training runs: specs, the local and Ray backends, and their tables and curves."""
 
-from rlvlm.experiment.runner import estimate_seconds, run_cells, status, statuses
+from rlvlm.experiment.runner import estimate_seconds, run_cells, sft_stage, status, statuses
 from rlvlm.experiment.spec import Cell, Experiment, load_experiment, spec_names
 from rlvlm.experiment.table import aggregate, markdown, write_results
 
@@ -12,6 +12,7 @@ __all__ = [
     "load_experiment",
     "markdown",
     "run_cells",
+    "sft_stage",
     "spec_names",
     "status",
     "statuses",

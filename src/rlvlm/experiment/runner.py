@@ -2,10 +2,10 @@
 own, side by side on this machine or as tasks on a Ray cluster.
 
 A cell's run directory gets its config as the cell starts, so every cell runs the same way
-whether it is new or was interrupted: finished cells (with ``eval.json``, or recorded as done
-in the experiment's ``results.json``) are skipped, the others continue from what their
-directory holds. A cell whose saved config no longer matches the spec is an error, never
-silently trained on or counted under the new one.
+whether it is new or was interrupted: finished cells (with ``eval.json``, or with no run
+directory here and recorded as done in the experiment's ``results.json``) are skipped, the
+others continue from what their directory holds. A cell whose saved config no longer
+matches the spec is an error, never silently trained on or counted under the new one.
 
 Cells that differ only in what PPO alone reads (a lambda sweep, the advantage estimators)
 have the same SFT stage: the first to finish it lends a copy to the others as they start,
@@ -116,7 +116,8 @@ def check_unchanged(cell: Cell) -> None:
     ):
         raise ValueError(
             f"cell {cell.name} was started with other settings ({', '.join(changed)}); "
-            f"restore the spec, or remove {cell.run_dir} to start it afresh"
+            f"restore the spec, or remove {cell.run_dir} (and its row in the experiment's "
+            "results.json, if it has one) to start it afresh"
         )
 
 
@@ -191,20 +192,25 @@ def _begin(cell: Cell) -> None:
         write_atomic(cell.run_dir / CONFIG_FILE, to_yaml(cell.config))
 
 
+def sft_stage(config: TrainConfig) -> str:
+    """What a cell's SFT stage depends on, as a digest: cells with the same one share it."""
+    return fingerprint(config, PPO_ONLY)
+
+
 def _share_sft(cell: Cell, cells: list[Cell]) -> None:
     """Copy into ``cell`` the finished SFT stage of another cell with the same one (its
     demonstrations, checkpoint, evaluation and replays), if there is one and ``cell`` has
     not finished its own."""
     if _sft_finished(cell.run_dir):
         return
-    stage = fingerprint(cell.config, PPO_ONLY)
+    stage = sft_stage(cell.config)
     lender = next(
         (
             other
             for other in cells
             if other is not cell
             and _sft_finished(other.run_dir)
-            and fingerprint(other.config, PPO_ONLY) == stage
+            and sft_stage(other.config) == stage
         ),
         None,
     )
@@ -213,7 +219,10 @@ def _share_sft(cell: Cell, cells: list[Cell]) -> None:
     for part in (DATA_DIR, f"{REPLAYS_DIR}/sft", SFT_DIR):
         if (lender.run_dir / part).is_dir():
             with atomic_directory(cell.run_dir / part) as staging:
-                shutil.copytree(lender.run_dir / part, staging, dirs_exist_ok=True)
+                # Hard links: a finished stage's files are only ever read, never changed.
+                shutil.copytree(
+                    lender.run_dir / part, staging, copy_function=os.link, dirs_exist_ok=True
+                )
     # Last: with the evaluation in place, the stage counts as done.
     write_atomic(cell.run_dir / SFT_EVAL_FILE, (lender.run_dir / SFT_EVAL_FILE).read_bytes())
 
@@ -274,20 +283,24 @@ def _outcome(cell: Cell) -> str:
     return f"{before}final {result['success_rate']:.1%}"
 
 
-def estimate_seconds(config: TrainConfig) -> float:
+def estimate_seconds(config: TrainConfig, sft: bool = True) -> float:
     """A rough wall time for a cell on the 2-core development machine with no other job,
-    from the costs in ``SECONDS`` and the expert's mean episode length."""
+    from the costs in ``SECONDS`` and the expert's mean episode length; without the SFT
+    stage where ``sft`` is false (borrowed from another cell)."""
     length = expert_episode_length(config.game)
     reply = config.ppo.max_new_tokens / 64  # generation time grows with the reply's length
-    sft = config.sft.episodes * length * config.sft.epochs * SECONDS["sft_reply"]
+    evaluation = config.eval.episodes * length * reply * SECONDS["eval_reply"]
     transitions = config.ppo.updates * config.ppo.num_envs * config.ppo.steps_per_env
     ppo = transitions * (
         reply * SECONDS["rollout_reply"] + (config.ppo.epochs + 1) * SECONDS["ppo_pass"]
     )
     every = config.eval.every
-    evaluations = (config.sft.episodes > 0) + (config.ppo.updates // every if every else 0) + 1
-    evaluation = evaluations * config.eval.episodes * length * reply * SECONDS["eval_reply"]
-    return config.vision.steps * SECONDS["vision_step"] + sft + ppo + evaluation
+    ppo += ((config.ppo.updates // every if every else 0) + 1) * evaluation
+    sft_stage = 0.0
+    if sft and config.sft.episodes > 0:
+        sft_stage = config.sft.episodes * length * config.sft.epochs * SECONDS["sft_reply"]
+        sft_stage += evaluation
+    return config.vision.steps * SECONDS["vision_step"] + sft_stage + ppo
 
 
 @cache

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from rlvlm.config import TrainConfig, flatten
 from rlvlm.experiment.spec import Cell, Experiment
 from rlvlm.io import read_json, write_atomic, write_json
-from rlvlm.layout import CONFIG_FILE
+from rlvlm.layout import CONFIG_FILE, resume_config
 from rlvlm.report.plots import png
 from rlvlm.report.runs import Run, load_run
 
@@ -44,7 +44,7 @@ def cell_row(experiment: Experiment, cell: Cell) -> dict[str, Any]:
     run = load_run(cell.run_dir)
     row["status"] = "done" if run.final_eval else "started"
     row["game"] = cell.config.game
-    row["settings"] = fingerprint(cell.config)
+    row["settings"] = fingerprint(resume_config(cell.run_dir))  # as run, not as the spec says
     row["updates_done"] = run.updates_done
     if run.sft_eval:
         row |= {
@@ -99,14 +99,20 @@ def recorded(cells: Sequence[Cell], folder: Path) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(results, dict) or not isinstance(results.get("cells"), list):
         raise ValueError(f"{path} is not an experiment's results (no list of cells)")
-    done = {row["cell"]: row for row in results["cells"] if row.get("status") == "done"}
+    done = {
+        row.get("cell"): row
+        for row in results["cells"]
+        if isinstance(row, dict) and row.get("status") == "done"
+    }
     kept = {}
     for cell in cells:
         if cell.name not in done or (cell.run_dir / CONFIG_FILE).is_file():
             continue
-        if done[cell.name].get("settings") != fingerprint(cell.config):
+        settings = done[cell.name].get("settings")
+        if settings != fingerprint(cell.config):
+            how = "with other settings" if settings else "without its settings' fingerprint"
             raise ValueError(
-                f"cell {cell.name} is recorded in {path} with other settings; "
+                f"cell {cell.name} is recorded in {path} {how}; "
                 "restore the spec, or remove its row there to run it afresh"
             )
         kept[cell.name] = done[cell.name]
@@ -193,6 +199,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['cell']} | {row['status']} | {row['updates_done']} | "
             f"{_rate(row, 'sft')} | {_rate(row, 'final')} | {peak_cell} | {wall} |"
         )
+    done = [row for row in results["cells"] if row["status"] == "done"]
+    if bare := [row["cell"] for row in done if "curves" not in row]:
+        lines += [
+            "",
+            "The curves leave out the cells recorded before results kept their curves: "
+            + ", ".join(bare)
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
