@@ -192,6 +192,7 @@ def test_a_frozen_vision_tower_stays_put_in_full_fine_tuning(batch):
     assert any("language_model" in n for n in changed) and any("value_head" in n for n in changed)
 
 
+@pytest.mark.filterwarnings("error")  # nothing for a user to act on
 def test_lora_checkpoint_reloads_identically(batch, tmp_path):
     policy = add_lora(load_policy("tiny-llava"), rank=4, alpha=8).eval()
     _one_step(policy, *batch)

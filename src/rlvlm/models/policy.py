@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import cached_property
@@ -561,8 +562,18 @@ def _load_adapter(path: Path, meta: dict[str, Any], dtype, seed: int):
     from peft import PeftModel
 
     base = load_policy(meta["base"], dtype=dtype, seed=seed).model
-    model = PeftModel.from_pretrained(base, path, is_trainable=True)
+    with peft_quietly():
+        model = PeftModel.from_pretrained(base, path, is_trainable=True)
     return model, family_of(base.config)
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """PEFT reads transformers' deprecated alias ``is_gradient_checkpointing``: a FutureWarning
+    about code that is not ours, with nothing for a user to do."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        yield
 
 
 def looks_like_hub_id(name: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ import torch
 from torch import nn
 
 from rlvlm.config import MODEL_PARTS
-from rlvlm.models.policy import VLMPolicy
+from rlvlm.models.policy import VLMPolicy, peft_quietly
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -56,9 +55,7 @@ def add_lora(
     training = policy.model.training
     # PEFT's new modules start in training mode; keep the model's mode whole, so that rollouts
     # (in eval mode, dropout off) score replies exactly.
-    with warnings.catch_warnings():
-        # PEFT reads transformers' deprecated alias is_gradient_checkpointing: not ours to fix.
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+    with peft_quietly():
         policy.model = get_peft_model(policy.model, config).train(training)
     return policy
 
