@@ -5,6 +5,7 @@ from its results.json alone, and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from rlvlm.experiment import (
     statuses,
     write_results,
 )
-from rlvlm.experiment.runner import PPO_ONLY, check_unchanged
+from rlvlm.experiment.runner import PPO_ONLY, _thread_budget, check_unchanged
 from rlvlm.experiment.table import curves
 
 #: A few seconds per cell: every stage, at the smallest size.
@@ -187,6 +188,14 @@ def test_cells_that_differ_only_in_ppo_share_one_sft_stage(tmp_path):
 def test_the_ppo_only_settings_are_config_keys():
     assert set(PPO_ONLY) <= flatten(TrainConfig().to_dict()).keys()
     assert not {"ppo.cot", "ppo.temperature", "ppo.max_new_tokens"} & set(PPO_ONLY)  # SFT eval
+
+
+def test_cells_split_the_threads_they_are_given(monkeypatch):
+    """OMP_NUM_THREADS, when set, is the budget the cells share; else the machine's cores."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    assert _thread_budget() == 6
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _thread_budget() == os.cpu_count()
 
 
 def _run_record(run_dir: Path) -> tuple[list[dict], dict]:

@@ -25,7 +25,7 @@ from rlvlm.config import TrainConfig, to_yaml
 from rlvlm.io import write_atomic, write_json
 from rlvlm.layout import CONFIG_FILE, DATA_DIR, EVAL_FILE, REPLAYS_DIR, SFT_DIR, SFT_EVAL_FILE
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
-from rlvlm.models.policy import check_loadable
+from rlvlm.models.policy import RLVLM_FILE, check_loadable
 from rlvlm.models.training import (
     add_lora,
     enable_gradient_checkpointing,
@@ -117,7 +117,7 @@ def run(
     sft_dir = run_dir / SFT_DIR
     sft_eval = None
     if config.sft.episodes > 0 or config.sft.data:
-        if not (sft_dir / "rlvlm.json").is_file():
+        if not (sft_dir / RLVLM_FILE).is_file():
             data_dir = Path(config.sft.data) if config.sft.data else run_dir / DATA_DIR
             if not config.sft.data:
                 with accelerator.main_process_first():

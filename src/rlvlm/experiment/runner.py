@@ -131,8 +131,8 @@ def run_cells(
 ) -> list[Cell]:
     """Run every cell that is not done, ``workers`` at a time; the cells that failed.
 
-    Each cell gets an equal share of this machine's cores (``OMP_NUM_THREADS``); its output
-    goes to ``<experiment>/logs/<cell>.log``.
+    Each cell gets an equal share of the threads this process may use (``OMP_NUM_THREADS``
+    when set, else this machine's cores); its output goes to ``<experiment>/logs/<cell>.log``.
     """
     for cell in cells:
         if status(cell) != "new":
@@ -145,7 +145,7 @@ def run_cells(
     )
     if not todo:
         return []
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, _thread_budget() // workers)
     (cells[0].run_dir.parent / LOG_DIR).mkdir(parents=True, exist_ok=True)
     jobs = {cell.name: (_command(cell), str(_log(cell))) for cell in todo}
     start, finished, failed = time.perf_counter(), 0, []
@@ -227,8 +227,15 @@ def _share_sft(cell: Cell, cells: list[Cell]) -> None:
     write_atomic(cell.run_dir / SFT_EVAL_FILE, (lender.run_dir / SFT_EVAL_FILE).read_bytes())
 
 
+def _thread_budget() -> int:
+    try:
+        return int(os.environ["OMP_NUM_THREADS"])
+    except (KeyError, ValueError):
+        return os.cpu_count() or 1
+
+
 def _sft_finished(run_dir: Path) -> bool:
-    return (run_dir / SFT_DIR / "rlvlm.json").is_file() and (run_dir / SFT_EVAL_FILE).is_file()
+    return (run_dir / SFT_EVAL_FILE).is_file()  # written once the SFT checkpoint is saved
 
 
 def _log(cell: Cell) -> Path:
