@@ -1,10 +1,10 @@
-"""One process of the multi-process tests, run by ``accelerate launch ... ddp_worker.py``:
+"""One process of the multi-process tests, run by ``accelerate launch ... ddp_worker.py OUT
+JOB... [key=value...]``, doing each job in turn:
 
-ddp_worker.py train OUT key=value...   SFT and PPO data-parallel in OUT/ddp; saves this
-                                       process's weights
-ddp_worker.py accumulate OUT           one PPO update on one rollout, as minibatches of 32
-                                       and as 4 accumulated minibatches of 8; saves both
-                                       weight changes
+accumulate   one PPO update on one rollout, as minibatches of 32 and as 4 accumulated
+             minibatches of 8; saves both weight changes
+train        SFT and PPO data-parallel in OUT/ddp, with the overrides given; saves this
+             process's weights
 """
 
 import copy
@@ -98,9 +98,10 @@ def one_update_two_ways(accelerator: Accelerator, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    mode, out = sys.argv[1], Path(sys.argv[2])
+    out, args = Path(sys.argv[1]), sys.argv[2:]
     accelerator = Accelerator(cpu=True)
-    if mode == "train":
-        train_both_stages(accelerator, out, sys.argv[3:])
-    else:
-        one_update_two_ways(accelerator, out)
+    for job in (arg for arg in args if "=" not in arg):
+        if job == "accumulate":
+            one_update_two_ways(accelerator, out)
+        else:
+            train_both_stages(accelerator, out, [arg for arg in args if "=" in arg])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from ddp_worker import one_update_two_ways
 from safetensors.torch import load_file
 
 from rlvlm import train
@@ -32,6 +33,7 @@ from rlvlm.rl.metrics import read_metrics
 from rlvlm.rl.rollout import collect, make_envs
 from rlvlm.rl.trainer import PPOTrainer, TrainingDiverged
 from rlvlm.seeds import train_seeds
+from rlvlm.sft import data as sft_data
 from rlvlm.sft.data import write_demonstrations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -528,7 +530,7 @@ def test_lambda_zero_leaves_the_model_without_gradient_from_thought_tokens():
 # ----------------------------------------------------------------------------- processes
 
 
-def launch_worker(processes: int, *args: str) -> None:
+def launch_worker(processes: int, out: Path, *args: str) -> Path:
     """``tests/ddp_worker.py`` in ``processes`` data-parallel processes on the CPU."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [
@@ -540,34 +542,53 @@ def launch_worker(processes: int, *args: str) -> None:
         "--num_processes",
         str(processes),
         str(ROOT / "tests" / "ddp_worker.py"),
+        str(out),
         *args,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
 
 
-def test_two_data_parallel_processes_end_with_identical_weights(tmp_path):
-    launch_worker(2, "train", str(tmp_path), *FAST)
-    digests = [torch.load(tmp_path / f"weights-{rank}.pt") for rank in (0, 1)]
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory) -> Path:
+    """One launch of two processes does the jobs of both two-process tests: starting the
+    processes costs about as much as the jobs. (``make test`` keeps the tests of an
+    ``xdist_group`` on one worker, so that they share it.)"""
+    return launch_worker(2, tmp_path_factory.mktemp("two-processes"), "accumulate", "train", *FAST)
+
+
+@pytest.mark.xdist_group("two processes")
+def test_two_data_parallel_processes_end_with_identical_weights(two_processes):
+    digests = [torch.load(two_processes / f"weights-{rank}.pt") for rank in (0, 1)]
     assert digests[0]["processes"] == digests[1]["processes"] == 2
     assert_same_weights(digests[0]["weights"], digests[1]["weights"])
     start = load_policy("tiny-llava", seed=0).state_dict()
     assert any(not torch.equal(start[k], v) for k, v in digests[0]["weights"].items())
-    assert (tmp_path / "ddp" / "checkpoints" / "update-000002").is_dir()
+    assert (two_processes / "ddp" / "checkpoints" / "update-000002").is_dir()
 
 
-@pytest.mark.parametrize("processes", [1, 2])
-def test_accumulated_minibatches_make_the_same_update_as_one_large_one(tmp_path, processes):
-    """grad_accum=4 over minibatches of 8 steps the weights as one minibatch of 32 does, on
-    one process and on two (where only the fourth minibatch's gradients are exchanged)."""
-    launch_worker(processes, "accumulate", str(tmp_path))
+def assert_accumulation_matches_one_large_minibatch(out: Path, processes: int) -> None:
     for rank in range(processes):
-        saved = torch.load(tmp_path / f"changes-{rank}.pt")
+        saved = torch.load(out / f"changes-{rank}.pt")
         assert saved["processes"] == processes
         large, accumulated = saved["changes"].values()
         assert max(change.abs().max() for change in large.values()) > 1e-3  # it trained
         for key, change in large.items():
             torch.testing.assert_close(accumulated[key], change, rtol=1e-4, atol=1e-6)
+
+
+def test_accumulated_minibatches_make_the_same_update_as_one_large_one(tmp_path):
+    """grad_accum=4 over minibatches of 8 steps the weights as one minibatch of 32 does, in
+    this process..."""
+    one_update_two_ways(Accelerator(cpu=True), tmp_path)
+    assert_accumulation_matches_one_large_minibatch(tmp_path, 1)
+
+
+@pytest.mark.xdist_group("two processes")
+def test_accumulation_makes_the_same_update_on_two_processes(two_processes):
+    """... and on two processes, where only the fourth minibatch's gradients are exchanged."""
+    assert_accumulation_matches_one_large_minibatch(two_processes, 2)
 
 
 @pytest.mark.parametrize("config_name", ["paper/numberline", "paper/alfworld"])
@@ -742,6 +763,7 @@ def test_sft_starts_from_the_configs_model_unless_told(tmp_path, monkeypatch):
         raise ValueError("stop")
 
     monkeypatch.setattr(train, "check_starting_model", check)
+    monkeypatch.setattr(sft_data, "load_demonstrations", lambda path: [])  # read before it
     argv = ["sft", "--data", str(tmp_path), "--out", str(tmp_path / "out")]
     assert main([*argv, "--game", "alfworld"]) == 2
     assert main([*argv, "--game", "alfworld", "--model", "tiny-qwen2-vl"]) == 2

@@ -171,13 +171,6 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from rlvlm.evaluation import ApiError, make_policy, run_episodes, save_replays, summarize
-    from rlvlm.evaluation.paper import comparison_table
-    from rlvlm.io import write_json
-
-    _quiet_transformers()
     if args.split and args.game != "alfworld":
         raise _UsageError("argument --split: only alfworld has splits")
     if args.out and Path(args.out).is_dir():
@@ -188,6 +181,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ):
         if directory:  # before the model loads and the episodes play
             _check_writable(Path(directory), flag)
+
+    import torch
+
+    from rlvlm.evaluation import ApiError, make_policy, run_episodes, save_replays, summarize
+    from rlvlm.evaluation.paper import comparison_table
+    from rlvlm.io import write_json
+
+    _quiet_transformers()
     torch.manual_seed(args.seed)
     try:
         policy = make_policy(
@@ -420,13 +421,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = _config(args, {"game": args.game, "model.name": args.model, "out": args.out})
         run_dir = new_run_dir(config)
-    # The config holds (checked without torch, so at once); now what it names.
+    # The config holds (checked without torch, so at once); now what it names, the
+    # demonstrations first (that they are there and made for this run: no torch either).
+    from rlvlm.sft.data import check_written_for, load_demonstrations
+
+    if config.sft.data:
+        try:
+            load_demonstrations(config.sft.data, limit=1)
+            check_written_for(config.sft.data, config)
+        except ValueError as error:
+            raise _UsageError(f"sft.data: {error}") from None
     from accelerate import Accelerator
 
     from rlvlm import train
     from rlvlm.rl.metrics import check_trackers
     from rlvlm.rl.trainer import TrainingDiverged
-    from rlvlm.sft.data import check_written_for, load_demonstrations
 
     _quiet_transformers()
     try:
@@ -438,12 +447,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             train.check_starting_model(config)
         except ValueError as error:
             raise _UsageError(f"model.name: {error}") from None
-    if config.sft.data:  # before the vision stage: that it is there and made for this run
-        try:
-            load_demonstrations(config.sft.data, limit=1)
-            check_written_for(config.sft.data, config)
-        except ValueError as error:
-            raise _UsageError(f"sft.data: {error}") from None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -492,16 +495,20 @@ def _sft_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_sft(args: argparse.Namespace) -> int:
     config = _config(args, {"game": args.game, "model.name": args.model})
+    from rlvlm.sft.data import check_written_for, load_demonstrations
+
+    try:  # every input, before the minutes of a tiny preset's vision stage; data first,
+        check_written_for(args.data, config)  # since that needs no torch
+        demonstrations = load_demonstrations(args.data)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
     from accelerate import Accelerator
 
     from rlvlm import train
-    from rlvlm.sft.data import check_written_for, load_demonstrations
 
     _quiet_transformers()
-    try:  # every input, before the minutes of a tiny preset's vision stage
-        check_written_for(args.data, config)
+    try:
         train.check_starting_model(config)
-        demonstrations = load_demonstrations(args.data)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     accelerator = Accelerator(cpu=args.cpu or None)
