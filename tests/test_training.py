@@ -744,7 +744,10 @@ def test_a_checkpoint_is_evaluated_with_the_prompt_it_was_trained_on(tmp_path, m
     assert asked == [(False, 2), (True, 0), (True, 0)]
 
 
-def test_training_a_checkpoint_on_other_prompts_stops_before_any_work(tmp_path, capsys):
+def test_training_a_checkpoint_on_other_prompts_stops_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(sft_data, "load_demonstrations", lambda path: [])  # read before it
     config = load_config("tiny/numberline", ["ppo.cot=false"])
     train.prepare(load_policy("tiny-llava"), config).save(tmp_path / "ckpt")
     argv = ["--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
