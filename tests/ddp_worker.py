@@ -100,8 +100,10 @@ def one_update_two_ways(accelerator: Accelerator, out: Path) -> None:
 if __name__ == "__main__":
     out, args = Path(sys.argv[1]), sys.argv[2:]
     accelerator = Accelerator(cpu=True)
+    overrides = [arg for arg in args if "=" in arg]
+    jobs = {
+        "accumulate": lambda: one_update_two_ways(accelerator, out),
+        "train": lambda: train_both_stages(accelerator, out, overrides),
+    }
     for job in (arg for arg in args if "=" not in arg):
-        if job == "accumulate":
-            one_update_two_ways(accelerator, out)
-        else:
-            train_both_stages(accelerator, out, [arg for arg in args if "=" in arg])
+        jobs[job]()  # a KeyError names a job that does not exist
