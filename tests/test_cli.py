@@ -99,6 +99,26 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message):
     assert done.stdout == ""  # found before any work: nothing was played or printed
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "--game", "numberline", "--policy", "genius"],
+        ["eval", "--game", "numberline", "--policy", "oracle", "--split", "valid_seen"],
+        ["bench", "scale", "--arch", "gpt-2"],
+    ],
+)
+def test_a_bad_name_fails_before_torch_loads(argv):
+    # torch and transformers take seconds to import: a typo should not wait for them.
+    script = (
+        "import sys\nfrom rlvlm.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True)
+    assert "error:" in done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_bench_envs_prints_each_game_beside_its_baseline(capsys):
     from rlvlm.bench import bench_envs
 

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 import rlvlm
+from rlvlm.config import architecture_names
 from rlvlm.models import PRESETS, load_policy
 from rlvlm.models.architectures import ARCHITECTURES, build_architecture
 from rlvlm.models.families import FAMILIES, family_of
@@ -210,6 +211,11 @@ CHECKPOINT_PARAMETERS = {
     "qwen2.5-vl-3b": 3_754_622_976,
     "qwen2.5-vl-7b": 8_292_166_656,
 }
+
+
+def test_every_shipped_architecture_folder_is_buildable_and_no_other():
+    # The command line checks --arch against the folders, without loading torch.
+    assert architecture_names() == sorted(ARCHITECTURES) == sorted(CHECKPOINT_PARAMETERS)
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

@@ -181,6 +181,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ):
         if directory:  # before the model loads and the episodes play
             _check_writable(Path(directory), flag)
+    from rlvlm.evaluation.policies import check_policy
+
+    try:
+        check_policy(args.policy)
+    except ValueError as error:
+        raise _UsageError(f"argument --policy: {error}") from None
 
     import torch
 
@@ -854,11 +860,11 @@ def _preset(text: str) -> str:
 
 
 def _architecture(text: str) -> str:
-    from rlvlm.models.architectures import ARCHITECTURES
+    from rlvlm.config import architecture_names
 
-    if text not in ARCHITECTURES:
+    if text not in (names := architecture_names()):
         raise argparse.ArgumentTypeError(
-            f"unknown architecture {text!r}; choose from {', '.join(ARCHITECTURES)}"
+            f"unknown architecture {text!r}; choose from {', '.join(names)}"
         )
     return text
 

@@ -10,6 +10,7 @@ the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ TINY_PRESETS = (
     "tiny-qwen3-vl",
     "tiny-idefics3",
 )
+
+#: What rlvlm writes beside a checkpoint's weights: the model it was trained from, and how.
+RLVLM_FILE = "rlvlm.json"
 
 #: What ``rlvlm train`` runs without arguments.
 DEFAULT_CONFIG = "tiny/numberline"
@@ -304,6 +308,13 @@ def config_names(kind: str = "config") -> list[str]:
     )
 
 
+def architecture_names() -> list[str]:
+    """The real checkpoints' architectures that ship (``configs/architectures/<name>/``),
+    listed without loading torch."""
+    root = resources.files("rlvlm").joinpath("configs", "architectures")
+    return sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+
+
 def _shipped_root(kind: str):
     return resources.files("rlvlm").joinpath("configs", *_SHIPPED[kind][0])
 
@@ -318,9 +329,14 @@ def default_config_name(game: str | None, model: str | None) -> str:
 def _base_of(checkpoint: str) -> str | None:
     """The model an rlvlm checkpoint was trained from, read without loading it."""
     try:
-        return read_json(saved_dir(checkpoint) / "rlvlm.json").get("base")
+        return read_json(saved_dir(checkpoint) / RLVLM_FILE).get("base")
     except (OSError, ValueError, AttributeError):  # not a readable rlvlm checkpoint
         return None
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """``owner/model``, as on the Hugging Face hub (tried only where no such path exists)."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
 
 
 def read_yaml(source: str | Path, kind: str = "config") -> dict[str, Any]:

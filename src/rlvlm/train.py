@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from rlvlm.config import TrainConfig, to_yaml
+from rlvlm.config import RLVLM_FILE, TrainConfig, to_yaml
 from rlvlm.io import write_atomic, write_json
 from rlvlm.layout import CONFIG_FILE, DATA_DIR, EVAL_FILE, REPLAYS_DIR, SFT_DIR, SFT_EVAL_FILE
 from rlvlm.models import PRESETS, VLMPolicy, load_policy
-from rlvlm.models.policy import RLVLM_FILE, check_loadable
+from rlvlm.models.policy import check_loadable
 from rlvlm.models.training import (
     add_lora,
     enable_gradient_checkpointing,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rlvlm.config import TINY_PRESETS, looks_like_hub_id
 from rlvlm.evaluation.protocol import Policy, Turn
 from rlvlm.games.base import Task
 
@@ -83,6 +84,17 @@ BUILT_IN = ("oracle", "random")
 API_PREFIX = "api:"
 
 
+def check_policy(spec: str) -> None:
+    """A ValueError, before anything loads, if ``spec`` can name no policy."""
+    known = spec in BUILT_IN or spec in TINY_PRESETS or spec.startswith(API_PREFIX)
+    if not known and not Path(spec).exists() and not looks_like_hub_id(spec):
+        choices = ", ".join([*BUILT_IN, *TINY_PRESETS])
+        raise ValueError(
+            f"unknown policy {spec!r}; choose from {choices}, a checkpoint "
+            f"directory, a hub id or {API_PREFIX}<model>"
+        )
+
+
 def make_policy(
     spec: str,
     seed: int = 0,
@@ -105,14 +117,8 @@ def make_policy(
         return ApiPolicy(
             spec.removeprefix(API_PREFIX), api, temperature=temperature, max_tokens=max_new_tokens
         )
-    from rlvlm.models import PRESETS, load_policy
-    from rlvlm.models.policy import looks_like_hub_id
+    check_policy(spec)
+    from rlvlm.models import load_policy  # torch and transformers: only for a model
 
-    if spec not in PRESETS and not Path(spec).exists() and not looks_like_hub_id(spec):
-        choices = ", ".join([*BUILT_IN, *PRESETS])
-        raise ValueError(
-            f"unknown policy {spec!r}; choose from {choices}, a checkpoint "
-            f"directory, a hub id or {API_PREFIX}<model>"
-        )
     model = load_policy(spec, device=device, seed=seed)
     return ModelPolicy(model.eval(), spec, temperature, max_new_tokens)

@@ -12,7 +12,6 @@ round differently; the PPO trainer therefore takes its old log-probs from ``scor
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -33,6 +32,7 @@ from transformers import (
     ProcessorMixin,
 )
 
+from rlvlm.config import RLVLM_FILE, looks_like_hub_id
 from rlvlm.io import atomic_directory, read_json, saved_dir, write_json
 from rlvlm.models.families import Family, family_of
 from rlvlm.models.presets import PRESETS, build_preset
@@ -40,7 +40,6 @@ from rlvlm.models.spans import action_start
 from rlvlm.models.value_head import ValueHead
 
 CHECKPOINT_FORMAT = 1
-RLVLM_FILE = "rlvlm.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
 #: Every setting of transformers' ``generate`` that reshapes the next-token distribution, at
 #: its neutral value. A checkpoint's own ``generation_config`` (a repetition penalty, top-k, a
@@ -574,8 +573,3 @@ def peft_quietly() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
         yield
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """``owner/model``, as on the Hugging Face hub (tried only where no such path exists)."""
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None

@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlvlm.config import RLVLM_FILE
 from rlvlm.games import CARD_GAMES, get_game
 from rlvlm.games.base import GameEnv
 from rlvlm.io import write_json
-from rlvlm.models.policy import RLVLM_FILE, VLMPolicy, load_policy
+from rlvlm.models.policy import VLMPolicy, load_policy
 from rlvlm.models.presets import PRESETS
 from rlvlm.progress import progress_bar
 from rlvlm.seeds import EVAL_SEED_BASE
