@@ -233,14 +233,16 @@ def curves(
     panels = sorted(set(games.values()))
     figure = Figure(figsize=(4.2 * len(panels), 3.3), dpi=100, layout="constrained")
     axes_by_game = dict(zip(panels, figure.subplots(1, len(panels), squeeze=False)[0], strict=True))
-    for index, (key, seeds) in enumerate(sorted(by_group.items())):
+    labels = sorted({key.split("\0")[1] for key in by_group})  # a group's colour in every panel
+    for key, seeds in sorted(by_group.items()):
         axes = axes_by_game[games[key]]
-        label = key.split("\0")[1] or "mean over seeds"
+        label = key.split("\0")[1]
+        colour = f"C{labels.index(label) % 10}"
+        label = label or "mean over seeds"
         points = [dict(zip(steps, values, strict=True)) for steps, values in seeds]
         shared = sorted({step for steps, _ in seeds for step in steps})
         # At each step, the seeds that have reached it (cells still running have fewer).
         table = [[100 * seed[s] for seed in points if s in seed] for s in shared]
-        colour = f"C{index % 10}"
         axes.plot(
             shared,
             [statistics.fmean(v) for v in table],
