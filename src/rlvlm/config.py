@@ -308,10 +308,17 @@ def config_names(kind: str = "config") -> list[str]:
     )
 
 
+_ARCHITECTURES = ("configs", "architectures")
+
+
+def architecture_folder(name: str):
+    """Where a real checkpoint's architecture ships its config files."""
+    return resources.files("rlvlm").joinpath(*_ARCHITECTURES, name)
+
+
 def architecture_names() -> list[str]:
-    """The real checkpoints' architectures that ship (``configs/architectures/<name>/``),
-    listed without loading torch."""
-    root = resources.files("rlvlm").joinpath("configs", "architectures")
+    """The shipped architectures (``configs/architectures/<name>/``), listed without torch."""
+    root = resources.files("rlvlm").joinpath(*_ARCHITECTURES)
     return sorted(entry.name for entry in root.iterdir() if entry.is_dir())
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib.resources import files
 
 import torch
 from transformers import (
@@ -24,6 +23,7 @@ from transformers import (
     Qwen2VLImageProcessorPil,
 )
 
+from rlvlm.config import architecture_folder
 from rlvlm.models.families import Qwen2_5_VLProcessorImageOnly, family_of
 from rlvlm.models.policy import VLMPolicy, fit_attention
 from rlvlm.models.presets import LLAVA_TEMPLATE, QWEN_TEMPLATE, llava_tokenizer, qwen_tokenizer
@@ -36,7 +36,7 @@ class Architecture:
 
     def files(self) -> tuple[dict, dict]:
         """The checkpoint's model config and image-processor config."""
-        folder = files("rlvlm") / "configs" / "architectures" / self.name
+        folder = architecture_folder(self.name)
         return tuple(
             json.loads((folder / file).read_text())
             for file in ("config.json", "preprocessor_config.json")
