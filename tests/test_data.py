@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rlvlm import progress
 from rlvlm.cli import main
 from rlvlm.config import load_config
 from rlvlm.games import make
@@ -221,6 +222,14 @@ def test_the_data_command_writes_a_directory(tmp_path, capsys):
     assert meta["episodes"] == 4 and meta["epsilon"] == 0.5 and meta["seed"] == 2
     assert meta["image_size"] == 32 and meta["cot"] is False
     assert len(load_demonstrations(out)) == meta["steps"]
+
+
+def test_progress_counts_each_episode_as_it_ends(tmp_path, monkeypatch, capsys):
+    """Not once per chunk of episodes kept in memory: an ALFWorld chunk takes minutes."""
+    monkeypatch.setattr(progress, "LINE_INTERVAL", 0.0)
+    write_demonstrations("numberline", 3, tmp_path, image_size=SIZE, progress=True)
+    counts = [line.split(" episodes")[0] for line in capsys.readouterr().err.splitlines()]
+    assert counts == [f"numberline demonstrations: {n}/3" for n in (1, 2, 3)], counts
 
 
 def test_the_data_command_defaults_to_the_tiny_presets_image_size(tmp_path):

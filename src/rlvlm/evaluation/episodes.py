@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,13 +87,15 @@ def run_episodes(
     progress: bool = False,
     record: int = 0,
     seeds: Sequence[int] | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
 ) -> list[Episode]:
     """Play ``episodes`` held-out episodes, asking the policy for a batch of replies per step.
 
     Results come back in seed order, whatever order the episodes finished in. The first
     ``record`` episodes keep every turn (picture, prompt, reply, action, reward) in
     ``Episode.steps``, for replays and demonstrations. ``seeds``: the reset seeds to play
-    instead of the held-out ones (demonstrations play training deals).
+    instead of the held-out ones (demonstrations play training deals). ``on_episode`` is
+    called with each episode as it ends (a caller's own progress).
     """
     if seeds is None:
         seeds = eval_seeds(episodes, seed)
@@ -149,6 +151,8 @@ def run_episodes(
                 finished, wins = finished + 1, wins + results[r.index].success
                 bar.set_postfix(success=f"{wins / finished:.1%}", refresh=False)
                 bar.update()
+                if on_episode is not None:
+                    on_episode(results[r.index])
                 if queue:
                     start(r.env)
     return [episode for episode in results if episode is not None]

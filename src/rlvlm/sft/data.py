@@ -105,6 +105,7 @@ def write_demonstrations(
                 history=history,
                 env_kwargs=env_kwargs,
                 record=len(chunk),
+                on_episode=lambda _: bar.update(),  # a line per minute, not per chunk
             )
             for episode_number, episode in enumerate(played, first):
                 for step_number, step in enumerate(episode.steps):
@@ -122,7 +123,6 @@ def write_demonstrations(
                     data.write(json.dumps(record, ensure_ascii=False) + "\n")
                 steps += len(episode.steps)
                 successes += episode.success
-            bar.update(len(chunk))
     size = played[0].steps[0].image.shape[0]  # the pictures', given or the game's own
 
     summary = DemonstrationSummary(out / DATA_FILE, episodes, steps, successes / episodes)
