@@ -14,7 +14,6 @@ from rlvlm.models.policy import Scores
 from rlvlm.models.spans import action_start
 from rlvlm.models.training import (
     add_lora,
-    bf16_supported,
     enable_gradient_checkpointing,
     freeze,
     lora_targets,
@@ -234,9 +233,10 @@ def test_unknown_presets_and_non_checkpoints_are_clear_errors(spec, message, tmp
 
 
 def test_bf16_autocast_and_gradient_checkpointing_train(batch):
+    """Autocast set by hand, so that it is tested on any CPU: where there are no bf16 units,
+    ``model.bf16`` leaves it off, but it still runs."""
     policy = enable_gradient_checkpointing(load_policy("tiny-llava"))
     policy.model.train()
-    assert bf16_supported(policy.device)
     policy.autocast_dtype = torch.bfloat16
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     _one_step(policy, *batch)
