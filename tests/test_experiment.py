@@ -22,7 +22,7 @@ from rlvlm.experiment import (
     write_results,
 )
 from rlvlm.experiment.runner import PPO_ONLY, _thread_budget, check_unchanged
-from rlvlm.experiment.table import curves
+from rlvlm.experiment.table import curves, fingerprint
 
 #: A few seconds per cell: every stage, at the smallest size.
 TINY = [
@@ -240,6 +240,42 @@ def test_cli_dry_run_lists_cells_with_estimates(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "grid: 2 cells (1 x 2 of game, seed)" in out
     assert "numberline-seed1" in out and "h of work left" in out
+    assert not (tmp_path / "grid").exists()
+
+
+def test_a_slice_runs_its_cells_and_the_table_keeps_every_cell(tmp_path, capsys):
+    """--only: the rows other slices recorded stay in results.json (on a fresh machine,
+    with the committed file put back, seed 0 is a record and seed 1 is run here)."""
+    spec_file = write_spec(tmp_path)
+    seed0, seed1 = load_experiment(spec_file).cells(tmp_path)
+    record = {"cell": seed0.name, "axes": seed0.axes, "status": "done", "updates_done": 2}
+    record |= {"game": "numberline", "settings": fingerprint(seed0.config), "curves": {}}
+    (tmp_path / "grid").mkdir()
+    (tmp_path / "grid" / "results.json").write_text(json.dumps({"cells": [record]}))
+    argv = ["experiment", str(spec_file), "--out", str(tmp_path), "--only", "seed=1"]
+
+    assert main([*argv, "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert "grid: 1 of its 2 cells (1 x 2 of game, seed)" in listed
+    assert seed1.name in listed and seed0.name not in listed
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "grid" / "results.json").read_text())["cells"]
+    assert [row["status"] for row in rows] == ["done", "done"]
+    assert rows[0] == record and not seed0.run_dir.exists()
+    assert (seed1.run_dir / "eval.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("only", "message"),
+    [
+        ("seed", "'seed' is not axis=value; the axes: game, seed"),
+        ("seed=7", "'seed=7': seed takes [0, 1] here"),
+    ],
+)
+def test_a_bad_slice_is_one_line_before_anything_runs(tmp_path, capsys, only, message):
+    argv = ["experiment", str(write_spec(tmp_path)), "--out", str(tmp_path), "--only", only]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"rlvlm experiment: error: argument --only: {message}\n"
     assert not (tmp_path / "grid").exists()
 
 

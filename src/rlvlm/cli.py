@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -648,6 +649,14 @@ def _experiment_arguments(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="ray: cells as tasks on the cluster RAY_ADDRESS names",
     )
+    parser.add_argument(
+        "--only",
+        metavar="AXIS=VALUE",
+        action="append",
+        default=[],
+        help="run only the cells with this value of an axis (again for more values or axes);"
+        " the table still shows every cell",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--dry-run",
@@ -669,10 +678,14 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         cells = spec.cells(args.out)
     except ValueError as error:
         raise _UsageError(str(error)) from None
+    try:
+        chosen = spec.select(cells, args.only)
+    except ValueError as error:
+        raise _UsageError(f"argument --only: {error}") from None
     folder = Path(args.out) / spec.name
     try:
         if args.dry_run:
-            return _dry_run(spec, cells, args.workers)
+            return _dry_run(spec, chosen, args.workers)
         if args.table:
             return _table(spec, cells, folder)
     except ValueError as error:  # a cell recorded with other settings, or a bad results.json
@@ -685,9 +698,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rlvlm.models.policy import check_loadable
 
     try:
-        for model in sorted({cell.config.model.name for cell in cells}):
+        for model in sorted({cell.config.model.name for cell in chosen}):
             check_loadable(model)
-        failed = grid.run_cells(spec, cells, workers=args.workers, backend=args.backend)
+        failed = grid.run_cells(spec, chosen, workers=args.workers, backend=args.backend)
     except ValueError as error:
         raise _UsageError(str(error)) from None
     except OSError as error:  # an experiment folder that cannot be written
@@ -709,10 +722,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def _dry_run(spec, cells, workers: int) -> int:
     from rlvlm.experiment import estimate_seconds, sft_stage, statuses
 
-    print(
-        f"{spec.name}: {len(cells)} cells ({' x '.join(map(str, map(len, spec.axes.values())))}"
-        f" of {', '.join(spec.axes)})"
-    )
+    sizes = [len(values) for values in spec.axes.values()]
+    total = math.prod(sizes)
+    count = f"{len(cells)} of its {total}" if len(cells) < total else str(total)  # --only
+    print(f"{spec.name}: {count} cells ({' x '.join(map(str, sizes))} of {', '.join(spec.axes)})")
     print(f"{'cell':<40}{'status':<9}{'estimate':>9}")
     left = 0.0
     state_of = statuses(cells)

@@ -18,10 +18,13 @@ Each cell is a run directory ``experiments/<name>/<cell>/`` that ``rlvlm train -
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rlvlm.config import TrainConfig, config_names, load_config, read_yaml
 
@@ -71,6 +74,21 @@ class Experiment:
                 raise ValueError(f"cell {name}: {error}") from None
             cells.append(Cell(name, axes, config))
         return cells
+
+    def select(self, cells: Sequence[Cell], only: Sequence[str]) -> list[Cell]:
+        """The cells whose axes take every ``axis=value`` of ``only`` (several values of one
+        axis: any of them): a slice of the grid to run, whose table still shows every cell.
+        An axis the spec lacks, or a value that axis does not take, is a ValueError."""
+        wanted: dict[str, list[Any]] = {}
+        for item in only:
+            key, sep, text = item.partition("=")
+            if not sep or key not in self.axes:
+                raise ValueError(f"{item!r} is not axis=value; the axes: {', '.join(self.axes)}")
+            value = yaml.safe_load(text)
+            if value not in self.axes[key]:
+                raise ValueError(f"{item!r}: {key} takes {json.dumps(self.axes[key])} here")
+            wanted.setdefault(key, []).append(value)
+        return [cell for cell in cells if all(cell.axes[k] in v for k, v in wanted.items())]
 
     @property
     def seedless_axes(self) -> list[str]:
