@@ -381,6 +381,25 @@ def test_a_rollout_reads_the_steps_where_every_episode_ends(
     # one thought check per reply, none true: the scripted replies state no facts
     assert len(stats.thought_checks) == steps * 4
     assert not any(true for check in stats.thought_checks for _, true in check)
+    assert stats.cut_short(4, steps) is None
+
+
+def test_a_rollout_shorter_than_its_episodes_is_flagged():
+    """No-op NumberLine episodes run to their step limit, past a 3-step rollout's end."""
+    envs = make_envs("numberline", 2, image_size=84, on_invalid="noop")
+    stats = collect(
+        ScriptedPolicy("no idea"),
+        envs,
+        RolloutBuffer(3, 2),
+        [1, 2],
+        thought_coef=0.5,
+        temperature=1.0,
+    )
+    envs.close()
+    assert stats.episode_lengths == []
+    warning = stats.cut_short(2, 3)
+    assert "2 environments x 3 steps ended only 0 episodes" in warning
+    assert "ppo.steps_per_env" in warning
 
 
 def test_grouped_environments_play_the_same_deals_however_they_play():

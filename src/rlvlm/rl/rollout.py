@@ -92,6 +92,18 @@ class RolloutStats:
     action_logprob: float = 0.0
     seconds: float = 0.0
 
+    def cut_short(self, num_envs: int, steps_per_env: int) -> str | None:
+        """A warning when the rollout ended fewer episodes than it has environments: each
+        rollout starts new episodes, so one cut by its end is never finished, and its outcome
+        reaches the policy only through the critic's estimate."""
+        ended = len(self.episode_lengths)
+        if ended >= num_envs:
+            return None
+        return (
+            f"warning: a rollout of {num_envs} environments x {steps_per_env} steps ended "
+            f"only {ended} episodes; raise ppo.steps_per_env above the game's episode length"
+        )
+
 
 def collect(
     policy: VLMPolicy,

@@ -159,6 +159,7 @@ class PPOTrainer:
             unit="update",
             enabled=self.progress,
         )
+        warned = False  # of rollouts cut short, once a run
         try:
             with self._interruptible():
                 while self.update < ppo.updates:
@@ -183,6 +184,10 @@ class PPOTrainer:
                         _set_rng_state(rng_at_start)  # resumed run collects this rollout again
                         self.save()
                         break
+                    warning = stats.cut_short(ppo.num_envs, ppo.steps_per_env)
+                    if warning and not warned and self.accelerator.is_main_process:
+                        tqdm.write(warning)
+                        warned = True
                     metrics = self._optimize(buffer, stats)
                     self.update += 1
                     self.scheduler.step()
