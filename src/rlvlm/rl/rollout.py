@@ -94,8 +94,8 @@ class RolloutStats:
 
     def cut_short(self, num_envs: int, steps_per_env: int) -> str | None:
         """A warning when the rollout ended fewer episodes than it has environments: each
-        rollout starts new episodes, so one cut by its end is never finished, and its outcome
-        reaches the policy only through the critic's estimate."""
+        rollout starts new episodes, so one cut by its end is never finished: its outcome
+        reaches the policy only through the critic's estimate, or not at all without one."""
         ended = len(self.episode_lengths)
         if ended >= num_envs:
             return None
