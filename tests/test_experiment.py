@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rlvlm.cli import main
-from rlvlm.config import TrainConfig, flatten, to_yaml
+from rlvlm.config import TrainConfig, flatten, load_config, to_yaml
 from rlvlm.experiment import (
     load_experiment,
     run_cells,
@@ -21,7 +21,7 @@ from rlvlm.experiment import (
     statuses,
     write_results,
 )
-from rlvlm.experiment.runner import PPO_ONLY, _thread_budget, check_unchanged
+from rlvlm.experiment.runner import PPO_ONLY, _thread_budget, check_unchanged, sft_stage
 from rlvlm.experiment.table import curves, fingerprint
 
 #: A few seconds per cell: every stage, at the smallest size.
@@ -188,6 +188,19 @@ def test_cells_that_differ_only_in_ppo_share_one_sft_stage(tmp_path):
 def test_the_ppo_only_settings_are_config_keys():
     assert set(PPO_ONLY) <= flatten(TrainConfig().to_dict()).keys()
     assert not {"ppo.cot", "ppo.temperature", "ppo.max_new_tokens"} & set(PPO_ONLY)  # SFT eval
+
+
+def test_ppo_sampling_temperature_is_shared_only_where_the_evaluation_sets_its_own():
+    """The SFT checkpoint is evaluated at ``eval.temperature``, or at PPO's where that is
+    unset: only in the first case may two PPO temperatures share one SFT stage."""
+    cool, warm = (load_config("tiny/points24", [f"ppo.temperature={t}"]) for t in (0.2, 1.0))
+    assert cool.eval.temperature is not None
+    assert sft_stage(cool) == sft_stage(warm)
+    cool, warm = (
+        load_config("tiny/points24", [f"ppo.temperature={t}", "eval.temperature=null"])
+        for t in (0.2, 1.0)
+    )
+    assert sft_stage(cool) != sft_stage(warm)
 
 
 def test_cells_split_the_threads_they_are_given(monkeypatch):

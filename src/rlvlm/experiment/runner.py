@@ -193,8 +193,11 @@ def _begin(cell: Cell) -> None:
 
 
 def sft_stage(config: TrainConfig) -> str:
-    """What a cell's SFT stage depends on, as a digest: cells with the same one share it."""
-    return fingerprint(config, PPO_ONLY)
+    """What a cell's SFT stage depends on, as a digest: cells with the same one share it.
+    The SFT checkpoint is evaluated at PPO's sampling temperature unless ``eval.temperature``
+    is set, so only then is that temperature PPO's alone."""
+    sampled = () if config.eval.temperature is None else ("ppo.temperature",)
+    return fingerprint(config, (*PPO_ONLY, *sampled))
 
 
 def _share_sft(cell: Cell, cells: list[Cell]) -> None:
